@@ -1,0 +1,99 @@
+"""What every datamodule shares: splits, loaders, normalisation and the task it serves."""
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+def reduce_channels(stats: Sequence[float], in_chans: int) -> tuple[float, ...]:
+    """Fit per-channel statistics (usually the backbone's RGB mean/std) to `in_chans` channels.
+
+    A grey-scale input takes the mean of the RGB statistics, as timm does when it adapts a stem.
+    """
+    stats = tuple(float(s) for s in stats)
+    if len(stats) == in_chans:
+        return stats
+    if in_chans == 1:
+        return (sum(stats) / len(stats),)
+    return tuple(stats[i % len(stats)] for i in range(in_chans))
+
+
+class BaseDataModule(L.LightningDataModule):
+    """Shared loader plumbing. Subclasses build `self.datasets[split]` in `setup`.
+
+    Args:
+        batch_size: Total batch size, split over the processes of a distributed run.
+        num_workers: Loader worker processes.
+        seed: Seed of every random split and of synthetic data.
+        mean: Per-channel normalisation mean (train.py passes the backbone's).
+        std: Per-channel normalisation std.
+    """
+
+    #: The task this data serves; train.py refuses a (task, data) pair that differs.
+    task: ClassVar[str]
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        seed: int = 0,
+        mean: Sequence[float] = (0.5,),
+        std: Sequence[float] = (0.5,),
+    ):
+        super().__init__()
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self._mean, self._std = tuple(mean), tuple(std)
+        self.datasets: dict[str, Dataset] = {}
+
+    @property
+    def in_chans(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return reduce_channels(self._mean, self.in_chans)
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return reduce_channels(self._std, self.in_chans)
+
+    @property
+    def task_kwargs(self) -> dict:
+        """What the task must know of the data (read by train.py, never written twice)."""
+        return {"in_chans": self.in_chans}
+
+    def denormalize(self, images: torch.Tensor) -> np.ndarray:
+        """(B, C, H, W) normalised tensors -> (B, H, W, C) floats in [0, 1] for plotting."""
+        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
+        images = (images.float() * std + mean).clamp(0, 1)
+        return images.permute(0, 2, 3, 1).cpu().numpy()
+
+    def _dataloader_factory(self, split: str) -> DataLoader:
+        if split not in self.datasets:
+            self.setup("fit" if split in ("train", "val") else "test")
+        world_size = self.trainer.world_size if self.trainer is not None else 1
+        return DataLoader(
+            self.datasets[split],
+            batch_size=max(self.batch_size // world_size, 1),
+            shuffle=split == "train",
+            drop_last=split == "train" and len(self.datasets[split]) > self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=getattr(self, "collate_fn", None),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._dataloader_factory("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._dataloader_factory("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._dataloader_factory("test")

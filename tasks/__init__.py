@@ -1,0 +1,1 @@
+"""LightningModules, one per task. They reach backbones only through `timm.create_model`."""

@@ -1,0 +1,136 @@
+"""What every task shares: backbone creation, optimiser and schedule, the NaN guard, figures."""
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import lightning as L
+import matplotlib
+import timm
+import torch
+from timm.optim import param_groups_weight_decay
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+import zoo  # noqa: F401  (registers the zoo's backbones in timm)
+
+matplotlib.use("Agg")  # figures are written to files and loggers, never shown
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.05
+) -> LambdaLR:
+    """Linear warm-up over `warmup_fraction` of the steps, then cosine decay to zero."""
+    warmup = max(1, int(warmup_fraction * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    return LambdaLR(optimizer, factor)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class BaseTask(L.LightningModule):
+    """Backbone + head + loss + metrics, configured from `self.hparams`.
+
+    Args:
+        backbone: A timm model name (any registered model, the zoo's included).
+        backbone_kwargs: Extra keyword arguments for `timm.create_model`.
+        in_chans: Input channels, from the datamodule.
+        optimizer: A partial optimiser (Hydra `_partial_: true`), called with the param groups.
+        scheduler: A partial scheduler called with `optimizer` and `total_steps`, or None.
+    """
+
+    #: The log key that selects the best checkpoint, and whether higher is better.
+    monitor: ClassVar[str] = "val/loss"
+    mode: ClassVar[str] = "min"
+    #: The headline test metric of results.json and of a sweep's summary table.
+    main_metric: ClassVar[str] = "test/loss"
+    #: The task's name, matched against a datamodule's `task`.
+    name: ClassVar[str]
+
+    def __init__(
+        self,
+        backbone: str,
+        backbone_kwargs: dict | None = None,
+        in_chans: int = 3,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.configure_models()
+        self.configure_losses()
+        self.configure_metrics()
+
+    def create_backbone(self, **kwargs) -> nn.Module:
+        """`timm.create_model` with the configured backbone; `kwargs` are the task's needs."""
+        return timm.create_model(
+            self.hparams.backbone,
+            pretrained=False,
+            in_chans=self.hparams.in_chans,
+            **{**(self.hparams.backbone_kwargs or {}), **kwargs},
+        )
+
+    def configure_models(self) -> None:
+        raise NotImplementedError
+
+    def configure_losses(self) -> None:
+        pass
+
+    def configure_metrics(self) -> None:
+        pass
+
+    def configure_optimizers(self) -> dict:
+        make_optimizer = self.hparams.optimizer or torch.optim.AdamW
+        weight_decay = getattr(make_optimizer, "keywords", {}).get("weight_decay", 0.0)
+        # no decay on norms, biases and layer scales: the timm convention
+        optimizer = make_optimizer(params=param_groups_weight_decay(self, weight_decay))
+        if self.hparams.scheduler is None:
+            return {"optimizer": optimizer}
+        scheduler = self.hparams.scheduler(
+            optimizer=optimizer, total_steps=int(self.trainer.estimated_stepping_batches)
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    def check_finite(self, loss: torch.Tensor) -> torch.Tensor:
+        """Stop on a NaN/inf loss before it reaches the weights, saying what to try."""
+        if not torch.isfinite(loss):
+            lr = (
+                self.trainer.optimizers[0].param_groups[0]["lr"]
+                if self.trainer.optimizers
+                else None
+            )
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at epoch {self.current_epoch}, step "
+                f"{self.global_step} (lr={lr}). Lower task.optimizer.lr, set "
+                "trainer.gradient_clip_val, or check the data for NaN values."
+            )
+        return loss
+
+    def log_figure(self, key: str, figure: plt.Figure) -> None:
+        """Write `figure` as `<run dir>/figures/<key>.png` and send it to the logger."""
+        safe_key = key.replace("/", "_")
+        folder = Path(self.trainer.default_root_dir) / "figures"
+        folder.mkdir(parents=True, exist_ok=True)
+        figure.savefig(folder / f"{safe_key}.png", dpi=110, bbox_inches="tight")
+        for logger in self.loggers:
+            experiment = logger.experiment
+            if hasattr(experiment, "add_figure"):  # TensorBoard
+                experiment.add_figure(key, figure, global_step=self.global_step)
+            elif type(logger).__name__ == "WandbLogger":
+                import wandb
+
+                experiment.log({key: wandb.Image(figure)})
+        plt.close(figure)

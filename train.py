@@ -1,0 +1,224 @@
+"""convzoo's one entry point: compose the config, build data, task and trainer, fit and test.
+
+python train.py                                   # InceptionNeXt on digits, classification
+python train.py backbone=hornet task=segmentation
+python train.py -m backbone=inceptionnext,convnext,hornet
+python train.py mode=test ckpt_path=logs/.../checkpoints/last.ckpt
+"""
+
+import difflib
+import netrc
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import timm
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+import zoo  # noqa: F401  (registers the zoo's backbones in timm)
+from tasks.callbacks import Throughput
+from tasks.results import RESULTS_FILE, count_gmacs, count_parameters, git_commit, write_results
+
+ROOT = Path(__file__).resolve().parent
+console = Console()
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run, found before anything is built."""
+
+
+def check_backbone(name: str) -> None:
+    if timm.is_model(name):
+        return
+    close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise ConfigError(
+        f"backbone.name={name!r} is not a model in timm's registry (the zoo's included).{hint} "
+        "List them with: python -c \"import timm, zoo; print(timm.list_models('*pattern*'))\""
+    )
+
+
+def data_configs_for(task_name: str) -> list[str]:
+    """Names of the data configs whose datamodule serves `task_name`."""
+    names = []
+    for path in sorted((ROOT / "conf" / "data").glob("*.yaml")):
+        target = OmegaConf.load(path).get("_target_")
+        if target and getattr(get_class(target), "task", None) == task_name:
+            names.append(path.stem)
+    return names
+
+
+def check_task_data(cfg: DictConfig) -> None:
+    task_cls, data_cls = get_class(cfg.task._target_), get_class(cfg.data._target_)
+    if task_cls.name != data_cls.task:
+        choices = HydraConfig.get().runtime.choices
+        raise ConfigError(
+            f"data={choices.get('data')} is {data_cls.task} data and cannot feed "
+            f"task={choices.get('task')}. Data sets for {task_cls.name}: "
+            f"{', '.join(data_configs_for(task_cls.name))}"
+        )
+
+
+def check_run(cfg: DictConfig) -> None:
+    if cfg.mode not in ("train", "test"):
+        raise ConfigError(f"mode must be 'train' or 'test', got mode={cfg.mode!r}")
+    if cfg.mode == "test" and not cfg.ckpt_path:
+        raise ConfigError("mode=test evaluates a checkpoint: set ckpt_path=<path to .ckpt>")
+    if cfg.ckpt_path and not Path(cfg.ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path={cfg.ckpt_path!r}: no such checkpoint file")
+
+
+def backbone_normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean and std of the backbone's pretrained_cfg (ImageNet's when it has none)."""
+    pretrained = timm.models.get_pretrained_cfg(name)
+    mean = getattr(pretrained, "mean", None) or timm.data.IMAGENET_DEFAULT_MEAN
+    std = getattr(pretrained, "std", None) or timm.data.IMAGENET_DEFAULT_STD
+    return tuple(mean), tuple(std)
+
+
+def wandb_has_credentials() -> bool:
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE") in ("offline", "disabled"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def make_loggers(cfg: DictConfig) -> list:
+    loggers = []
+    for _name, logger_cfg in (cfg.get("logger") or {}).items():
+        overrides: dict[str, Any] = {}
+        if "WandbLogger" in logger_cfg._target_:
+            if HydraConfig.get().mode == RunMode.MULTIRUN:
+                overrides["group"] = Path(HydraConfig.get().sweep.dir).name
+            if not logger_cfg.offline and not wandb_has_credentials():
+                overrides["offline"] = True
+                console.print(
+                    "[yellow]W&B: no credentials, logging offline[/]; upload later with "
+                    f"`wandb sync {Path(logger_cfg.save_dir) / 'wandb'}/offline-run-*`"
+                )
+        loggers.append(instantiate(logger_cfg, **overrides))
+    return loggers
+
+
+def make_callbacks(cfg: DictConfig, task: L.LightningModule, with_logger: bool) -> list:
+    callbacks = []
+    for cb_cfg in (cfg.get("callbacks") or {}).values():
+        if not with_logger and cb_cfg._target_.endswith("LearningRateMonitor"):
+            continue  # it has nowhere to write
+        # the task owns its monitor; the config leaves it null so it is written once
+        extra = (
+            {"monitor": task.monitor, "mode": task.mode}
+            if "monitor" in cb_cfg and cb_cfg.monitor is None
+            else {}
+        )
+        callbacks.append(instantiate(cb_cfg, **extra))
+    return callbacks
+
+
+def gather_results(
+    cfg: DictConfig, task: L.LightningModule, datamodule: L.LightningDataModule, trainer: L.Trainer
+) -> dict[str, Any]:
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    throughput = next((c for c in trainer.callbacks if isinstance(c, Throughput)), None)
+    example = next(iter(datamodule.test_dataloader()))["image"][:1].to(task.device)
+    checkpoint = trainer.checkpoint_callback
+    choices = dict(HydraConfig.get().runtime.choices)
+    return {
+        "job": HydraConfig.get().job.get("num")
+        if HydraConfig.get().mode == RunMode.MULTIRUN
+        else None,
+        "main_metric": task.main_metric,
+        "main_metric_mode": task.mode,
+        "metrics": metrics,
+        "choices": {k: choices.get(k) for k in ("backbone", "task", "data")}
+        | {"model": cfg.backbone.name},
+        "params": count_parameters(task),
+        "params_m": count_parameters(task) / 1e6,
+        "gmacs": count_gmacs(task, example),
+        "input_size": list(example.shape[1:]),
+        "train_images_per_s": throughput.images_per_second("train") if throughput else None,
+        "infer_images_per_s": throughput.images_per_second("test") if throughput else None,
+        "epochs": trainer.current_epoch,
+        "best_checkpoint": getattr(checkpoint, "best_model_path", None) or cfg.ckpt_path,
+        "git_commit": git_commit(ROOT),
+        "seed": cfg.seed,
+        "mode": cfg.mode,
+    }
+
+
+def print_results(results: dict[str, Any], path: Path) -> None:
+    table = Table(
+        title=f"{results['choices']['model']} / {results['choices']['task']} / {results['choices']['data']}"
+    )
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in results["metrics"].items():
+        table.add_row(f"[bold]{key}[/]" if key == results["main_metric"] else key, f"{value:.4f}")
+    for key in ("params_m", "gmacs", "train_images_per_s", "infer_images_per_s"):
+        if results[key] is not None:
+            table.add_row(key, f"{results[key]:.3f}")
+    console.print(table)
+    console.print(f"results: {path}")
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Fit and test (mode=train) or test (mode=test); return what results.json holds."""
+    check_run(cfg)
+    check_backbone(cfg.backbone.name)
+    check_task_data(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+
+    mean, std = backbone_normalization(cfg.backbone.name)
+    datamodule = instantiate(cfg.data, mean=mean, std=std)
+    task = instantiate(
+        cfg.task,
+        backbone=cfg.backbone.name,
+        backbone_kwargs=OmegaConf.to_container(cfg.backbone.kwargs, resolve=True),
+        **datamodule.task_kwargs,
+    )
+    loggers = make_loggers(cfg)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=make_callbacks(cfg, task, bool(loggers)), logger=loggers or False
+    )
+    for logger in trainer.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    started = time.perf_counter()
+    if cfg.mode == "train":
+        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        if trainer.interrupted:
+            raise KeyboardInterrupt("training interrupted; its state is in checkpoints/")
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+        trainer.test(task, datamodule=datamodule, ckpt_path=best or None)
+    else:
+        trainer.test(task, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+
+    results = gather_results(cfg, task, datamodule, trainer)
+    results["wall_seconds"] = time.perf_counter() - started
+    path = Path(cfg.paths.output_dir) / RESULTS_FILE
+    write_results(path, results)
+    print_results(results, path)
+    return results
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    results = run(cfg)
+    # the return value is what Hydra's sweepers optimise
+    return results["metrics"].get(results["main_metric"])
+
+
+if __name__ == "__main__":
+    torch.set_float32_matmul_precision("high")
+    main()
