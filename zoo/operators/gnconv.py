@@ -14,6 +14,7 @@ Layout: NCHW in and out.
 import torch
 import torch.nn.functional as F
 from timm.layers import LayerNorm2d, trunc_normal_
+from timm.models import register_notrace_module
 from torch import nn
 
 from .registry import register_token_mixer
@@ -28,6 +29,8 @@ def gnconv_channel_splits(dim: int, order: int) -> list[int]:
     return [dim // 2**k for k in reversed(range(order))]
 
 
+# a leaf for torch.fx: its filter resampling depends on the input size
+@register_notrace_module
 class GlobalLocalFilter(nn.Module):
     """Half the channels through a 3x3 depthwise conv, half through a learnable global filter.
 
@@ -54,11 +57,11 @@ class GlobalLocalFilter(nn.Module):
         self.post_norm = LayerNorm2d(dim, eps=1e-6, **dd)
         trunc_normal_(self.complex_weight, std=0.02)
 
-    def _filter_for(self, spectrum_size: tuple[int, int]) -> torch.Tensor:
+    def _filter_for(self, height: int, width: int) -> torch.Tensor:
         weight = self.complex_weight
-        if weight.shape[1:3] != spectrum_size:
+        if weight.shape[1] != height or weight.shape[2] != width:
             weight = F.interpolate(
-                weight.permute(3, 0, 1, 2), size=spectrum_size, mode="bilinear", align_corners=True
+                weight.permute(3, 0, 1, 2), size=(height, width), mode="bilinear", align_corners=True
             ).permute(1, 2, 3, 0)
         return torch.view_as_complex(weight.float().contiguous())
 
@@ -66,10 +69,10 @@ class GlobalLocalFilter(nn.Module):
         x = self.pre_norm(x)
         local, glob = x.chunk(2, dim=1)
         local = self.dw(local)
-        height, width = glob.shape[-2:]
+        height, width = glob.shape[-2], glob.shape[-1]
         # FFTs run in float32: half precision rFFT needs power-of-two sizes
         spectrum = torch.fft.rfft2(glob.float(), dim=(2, 3), norm="ortho")
-        spectrum = spectrum * self._filter_for(tuple(spectrum.shape[-2:]))
+        spectrum = spectrum * self._filter_for(spectrum.shape[-2], spectrum.shape[-1])
         glob = torch.fft.irfft2(spectrum, s=(height, width), dim=(2, 3), norm="ortho").to(x.dtype)
         x = torch.stack((local, glob), dim=2).flatten(1, 2)
         return self.post_norm(x)
@@ -117,11 +120,12 @@ class GnConv(nn.Module):
         self.scale = scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, features = self.proj_in(x).split((self.splits[0], sum(self.splits)), dim=1)
-        q = (self.dwconv(features) * self.scale).split(self.splits, dim=1)
-        x = gate * q[0]
-        for pw, q_k in zip(self.pws, q[1:]):
-            x = pw(x) * q_k
+        # indexing (not unpacking) the splits keeps the graph traceable by torch.fx and TorchScript
+        projected = self.proj_in(x).split((self.splits[0], sum(self.splits)), dim=1)
+        q = (self.dwconv(projected[1]) * self.scale).split(self.splits, dim=1)
+        x = projected[0] * q[0]
+        for k, pw in enumerate(self.pws):
+            x = pw(x) * q[k + 1]
         return self.proj_out(x)
 
 
