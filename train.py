@@ -18,6 +18,7 @@ import lightning as L
 import timm
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -30,6 +31,12 @@ from tasks.results import RESULTS_FILE, count_gmacs, count_parameters, git_commi
 
 ROOT = Path(__file__).resolve().parent
 console = Console()
+
+# `${class_attr:${task._target_},monitor}`: configs read what a class owns (its monitor, its mode)
+# instead of writing it a second time
+OmegaConf.register_new_resolver(
+    "class_attr", lambda target, attr: getattr(get_class(target), attr), replace=True
+)
 
 
 class ConfigError(ValueError):
@@ -111,19 +118,13 @@ def make_loggers(cfg: DictConfig) -> list:
     return loggers
 
 
-def make_callbacks(cfg: DictConfig, task: L.LightningModule, with_logger: bool) -> list:
-    callbacks = []
-    for cb_cfg in (cfg.get("callbacks") or {}).values():
-        if not with_logger and cb_cfg._target_.endswith("LearningRateMonitor"):
-            continue  # it has nowhere to write
-        # the task owns its monitor; the config leaves it null so it is written once
-        extra = (
-            {"monitor": task.monitor, "mode": task.mode}
-            if "monitor" in cb_cfg and cb_cfg.monitor is None
-            else {}
-        )
-        callbacks.append(instantiate(cb_cfg, **extra))
-    return callbacks
+def make_callbacks(cfg: DictConfig, with_logger: bool) -> list:
+    return [
+        instantiate(cb_cfg)
+        for cb_cfg in (cfg.get("callbacks") or {}).values()
+        # a learning-rate monitor without a logger has nowhere to write
+        if with_logger or not cb_cfg._target_.endswith("LearningRateMonitor")
+    ]
 
 
 def gather_results(
@@ -172,6 +173,16 @@ def print_results(results: dict[str, Any], path: Path) -> None:
     console.print(f"results: {path}")
 
 
+def build(cfg: DictConfig, **kwargs: Any) -> Any:
+    """`instantiate`, re-raising the object's own error (it names the key and the fix)."""
+    try:
+        return instantiate(cfg, **kwargs)
+    except InstantiationException as error:
+        if error.__cause__ is not None:
+            raise error.__cause__ from None
+        raise
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Fit and test (mode=train) or test (mode=test); return what results.json holds."""
     check_run(cfg)
@@ -180,8 +191,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
 
     mean, std = backbone_normalization(cfg.backbone.name)
-    datamodule = instantiate(cfg.data, mean=mean, std=std)
-    task = instantiate(
+    datamodule = build(cfg.data, mean=mean, std=std)
+    task = build(
         cfg.task,
         backbone=cfg.backbone.name,
         backbone_kwargs=OmegaConf.to_container(cfg.backbone.kwargs, resolve=True),
@@ -189,20 +200,22 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     loggers = make_loggers(cfg)
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=make_callbacks(cfg, task, bool(loggers)), logger=loggers or False
+        cfg.trainer, callbacks=make_callbacks(cfg, bool(loggers)), logger=loggers or False
     )
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
+    # our checkpoints carry the task's hyper-parameters, Hydra partials included, which
+    # torch's weights-only unpickler refuses; they are trusted files this project wrote
     started = time.perf_counter()
     if cfg.mode == "train":
-        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=False)
         if trainer.interrupted:
             raise KeyboardInterrupt("training interrupted; its state is in checkpoints/")
         best = getattr(trainer.checkpoint_callback, "best_model_path", "")
-        trainer.test(task, datamodule=datamodule, ckpt_path=best or None)
+        trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
     else:
-        trainer.test(task, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        trainer.test(task, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=False)
 
     results = gather_results(cfg, task, datamodule, trainer)
     results["wall_seconds"] = time.perf_counter() - started

@@ -18,7 +18,7 @@ class Throughput(L.Callback):
     `warmup_batches` of each phase are skipped, as allocation and autotuning happen there.
     """
 
-    def __init__(self, warmup_batches: int = 2):
+    def __init__(self, warmup_batches: int = 1):
         self.warmup_batches = warmup_batches
         self.seconds = {"train": 0.0, "test": 0.0}
         self.images = {"train": 0, "test": 0}

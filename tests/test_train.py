@@ -68,7 +68,7 @@ def test_debug_presets_compose_and_run(make_cfg, preset):
 
 
 def test_csv_and_tensorboard_loggers_receive_metrics(make_cfg, tmp_path):
-    train.run(make_cfg(*QUICK, "trainer.max_epochs=1", logger="csv"))
+    train.run(make_cfg(*QUICK, "trainer.max_epochs=1", "trainer.log_every_n_steps=1", logger="csv"))
     metrics = next((tmp_path / "csv").rglob("metrics.csv")).read_text()
     assert "train/loss" in metrics and "val/acc" in metrics and "lr-AdamW" in metrics
     train.run(make_cfg(*QUICK, "trainer.max_epochs=1", logger="tensorboard"))

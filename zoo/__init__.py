@@ -4,5 +4,4 @@
     model = timm.create_model("hornet_tiny_7x7", num_classes=10)
 """
 
-from . import operators  # noqa: F401  (registers token mixers before the grid is built)
-from . import backbones  # noqa: F401  (registers models in timm)
+from . import backbones, operators  # noqa: F401  (importing registers models and mixers)

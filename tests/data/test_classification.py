@@ -46,14 +46,19 @@ def test_reduce_channels():
 
 def _write_idx(path, array):
     with gzip.open(path, "wb") as f:
-        f.write(struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape))
+        f.write(
+            struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+        )
         f.write(array.tobytes())
 
 
 def test_fashion_mnist_reads_idx_files(tmp_path):
     rng = np.random.default_rng(0)
     for prefix, n in (("train", 200), ("t10k", 50)):
-        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 255, (n, 28, 28), dtype=np.uint8))
+        _write_idx(
+            tmp_path / f"{prefix}-images-idx3-ubyte.gz",
+            rng.integers(0, 255, (n, 28, 28), dtype=np.uint8),
+        )
         _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n, dtype=np.uint8) % 10)
     assert read_idx(tmp_path / "t10k-images-idx3-ubyte.gz").shape == (50, 28, 28)
     dm = FashionMNISTDataModule(root=str(tmp_path), val_size=40, batch_size=4)

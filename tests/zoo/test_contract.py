@@ -14,7 +14,9 @@ from timm.models import _registry
 import zoo
 
 ZOO_MODULES = {m.name for m in pkgutil.iter_modules(zoo.backbones.__path__)}
-ZOO_MODELS = sorted(n for n in timm.list_models() if _registry._model_to_module.get(n) in ZOO_MODULES)
+ZOO_MODELS = sorted(
+    n for n in timm.list_models() if _registry._model_to_module.get(n) in ZOO_MODULES
+)
 
 
 def _input_size(name: str) -> tuple[int, int]:

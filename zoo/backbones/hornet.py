@@ -60,12 +60,19 @@ class HorNetBlock(nn.Module):
         dd = {"device": device, "dtype": dtype}
         self.norm1 = LayerNorm2d(dim, eps=1e-6, **dd)
         self.gnconv = GnConv(
-            dim, order=order, scale=scale, global_filter=global_filter, filter_size=filter_size, **dd
+            dim,
+            order=order,
+            scale=scale,
+            global_filter=global_filter,
+            filter_size=filter_size,
+            **dd,
         )
         self.gamma1 = nn.Parameter(ls_init_value * torch.ones(dim, 1, 1, **dd))
         self.norm2 = LayerNorm(dim, eps=1e-6, **dd)
         hidden = int(mlp_ratio * dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden, **dd), nn.GELU(), nn.Linear(hidden, dim, **dd))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden, **dd), nn.GELU(), nn.Linear(hidden, dim, **dd)
+        )
         self.gamma2 = nn.Parameter(ls_init_value * torch.ones(dim, **dd))
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
 
@@ -185,7 +192,8 @@ class HorNet(nn.Module):
             ]
         )
         self.feature_info = [
-            dict(num_chs=dims[i], reduction=4 * 2**i, module=f"stages.{i}") for i in range(len(depths))
+            dict(num_chs=dims[i], reduction=4 * 2**i, module=f"stages.{i}")
+            for i in range(len(depths))
         ]
         self.num_features = dims[-1]
         # pool -> norm -> fc, as in the paper (and ConvNeXt)
@@ -244,7 +252,11 @@ class HorNet(nn.Module):
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
         take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        stages = self.stages if torch.jit.is_scripting() or not stop_early else self.stages[: max_index + 1]
+        stages = (
+            self.stages
+            if torch.jit.is_scripting() or not stop_early
+            else self.stages[: max_index + 1]
+        )
         intermediates = []
         x = self.stem(x)
         for i, stage in enumerate(stages):

@@ -25,7 +25,9 @@ __all__ = ["GlobalLocalFilter", "GnConv", "gnconv_channel_splits"]
 def gnconv_channel_splits(dim: int, order: int) -> list[int]:
     """Channel widths of the recursion, smallest first: `[dim / 2^(n-1), ..., dim / 2, dim]`."""
     if dim % 2 ** (order - 1):
-        raise ValueError(f"g^n Conv of order {order} needs dim divisible by {2 ** (order - 1)}, got {dim}")
+        raise ValueError(
+            f"g^n Conv of order {order} needs dim divisible by {2 ** (order - 1)}, got {dim}"
+        )
     return [dim // 2**k for k in reversed(range(order))]
 
 
@@ -61,7 +63,10 @@ class GlobalLocalFilter(nn.Module):
         weight = self.complex_weight
         if weight.shape[1] != height or weight.shape[2] != width:
             weight = F.interpolate(
-                weight.permute(3, 0, 1, 2), size=(height, width), mode="bilinear", align_corners=True
+                weight.permute(3, 0, 1, 2),
+                size=(height, width),
+                mode="bilinear",
+                align_corners=True,
             ).permute(1, 2, 3, 0)
         return torch.view_as_complex(weight.float().contiguous())
 

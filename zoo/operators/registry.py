@@ -10,7 +10,20 @@ from collections.abc import Callable
 
 from torch import nn
 
-__all__ = ["create_token_mixer", "list_token_mixers", "register_token_mixer"]
+__all__ = [
+    "UnknownTokenMixerError",
+    "create_token_mixer",
+    "list_token_mixers",
+    "register_token_mixer",
+]
+
+
+class UnknownTokenMixerError(KeyError):
+    """A token mixer name that is not registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
+
 
 _TOKEN_MIXERS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -36,8 +49,10 @@ def create_token_mixer(name: str, dim: int, **kwargs) -> nn.Module:
     """Build the token mixer `name` for `dim` channels.
 
     Raises:
-        KeyError: `name` is not registered; the message lists the registered mixers.
+        UnknownTokenMixerError: `name` is not registered; the message lists the registered mixers.
     """
     if name not in _TOKEN_MIXERS:
-        raise KeyError(f"unknown token mixer {name!r}; choose one of: {', '.join(list_token_mixers())}")
+        raise UnknownTokenMixerError(
+            f"unknown token mixer {name!r}; choose one of: {', '.join(list_token_mixers())}"
+        )
     return _TOKEN_MIXERS[name](dim, **kwargs)
