@@ -112,7 +112,8 @@ def make_loggers(cfg: DictConfig) -> list:
                 overrides["offline"] = True
                 console.print(
                     "[yellow]W&B: no credentials, logging offline[/]; upload later with "
-                    f"`wandb sync {Path(logger_cfg.save_dir) / 'wandb'}/offline-run-*`"
+                    f"`wandb sync {Path(logger_cfg.save_dir) / 'wandb'}/offline-run-*`",
+                    soft_wrap=True,
                 )
         loggers.append(instantiate(logger_cfg, **overrides))
     return loggers

@@ -52,15 +52,16 @@ class ClassificationTask(BaseTask):
 
     def configure_metrics(self) -> None:
         n = self.num_classes
-        metrics = MetricCollection(
-            {
-                "acc": MulticlassAccuracy(n, average="micro"),
-                "acc_macro": MulticlassAccuracy(n, average="macro"),
-                "f1_macro": MulticlassF1Score(n, average="macro"),
-            }
-        )
+        metrics = {
+            "acc": MulticlassAccuracy(n, average="micro"),
+            "acc_macro": MulticlassAccuracy(n, average="macro"),
+            "f1_macro": MulticlassF1Score(n, average="macro"),
+        }
         if n > 5:
-            metrics.add_metrics({"acc_top5": MulticlassAccuracy(n, top_k=5, average="micro")})
+            metrics["acc_top5"] = MulticlassAccuracy(n, top_k=5, average="micro")
+        # no compute groups: top-1 and top-5 states coincide on a perfect first batch, and a
+        # merged group would then report top-5 equal to top-1 for the whole epoch
+        metrics = MetricCollection(metrics, compute_groups=False)
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
