@@ -88,19 +88,24 @@ class ClassificationTask(BaseTask):
         self._shared_step(batch, "val", self.val_metrics)
 
     def on_test_epoch_start(self) -> None:
-        self._shown: list[tuple[np.ndarray, int, int]] = []
+        # mistakes are what people look for: the grid shows them first, then fills with hits
+        self._mistakes: list[tuple[np.ndarray, int, int]] = []
+        self._hits: list[tuple[np.ndarray, int, int]] = []
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         _, logits = self._shared_step(batch, "test", self.test_metrics)
         predictions = logits.argmax(1)
         self.confusion.update(predictions, batch["label"])
-        wanted = self.hparams.plot_samples - len(self._shown)
         datamodule = getattr(self.trainer, "datamodule", None)
-        if wanted > 0 and hasattr(datamodule, "denormalize"):
-            images = datamodule.denormalize(batch["image"][:wanted])
-            self._shown += zip(
-                images, batch["label"][:wanted].tolist(), predictions[:wanted].tolist()
-            )
+        if not hasattr(datamodule, "denormalize"):
+            return
+        limit = self.hparams.plot_samples
+        right = predictions == batch["label"]
+        for keep, buffer in ((~right, self._mistakes), (right, self._hits)):
+            take = keep.nonzero().flatten()[: limit - len(buffer)]
+            if len(take):
+                images = datamodule.denormalize(batch["image"][take])
+                buffer += zip(images, batch["label"][take].tolist(), predictions[take].tolist())
 
     def on_test_epoch_end(self) -> None:
         names = list(self.hparams.class_names or range(self.num_classes))
@@ -108,8 +113,9 @@ class ClassificationTask(BaseTask):
         figure.set_size_inches(max(6, 0.5 * len(names)), max(6, 0.5 * len(names)))
         self.log_figure("test/confusion_matrix", figure)
         self.confusion.reset()
-        if self._shown:
-            self.log_figure("test/predictions", prediction_grid(self._shown, names))
+        shown = (self._mistakes + self._hits)[: self.hparams.plot_samples]
+        if shown:
+            self.log_figure("test/predictions", prediction_grid(shown, names))
 
 
 def prediction_grid(samples: list[tuple[np.ndarray, int, int]], names: Sequence) -> plt.Figure:
