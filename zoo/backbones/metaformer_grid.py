@@ -17,11 +17,12 @@ from contextlib import nullcontext
 
 import torch
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
-from timm.models.metaformer import GroupNorm1NoBias, MetaFormer
+from timm.models.metaformer import MetaFormer
 from torch import nn
 
 # importing the package imports every operator module, so all mixers are registered here
 from zoo.operators import create_token_mixer, list_token_mixers
+from zoo.operators.norm_act import get_act_layer, get_norm_layer
 
 __all__ = ["GridTokenMixer"]
 
@@ -52,12 +53,20 @@ class GridTokenMixer(nn.Module):
         return self.proj_drop(self.mixer(x))
 
 
-def _create_metaformer_grid(variant: str, pretrained: bool = False, **kwargs) -> MetaFormer:
+def _create_metaformer_grid(
+    variant: str,
+    pretrained: bool = False,
+    norm: str = "groupnorm1",
+    act: str = "starrelu",
+    **kwargs,
+) -> MetaFormer:
+    """`norm` and `act` name the blocks' norm layer and MLP activation (zoo.operators.norm_act)."""
     args = dict(
         depths=(2, 2, 6, 2),
         dims=(64, 128, 320, 512),
         token_mixers=GridTokenMixer,
-        norm_layers=GroupNorm1NoBias,
+        norm_layers=get_norm_layer(norm),
+        mlp_act=get_act_layer(act),
         use_mlp_head=False,
     )
     return build_model_with_cfg(
