@@ -49,7 +49,8 @@ def test_classifier_interface(name):
         pre_logits = model.forward_head(features, pre_logits=True)
     assert logits.shape == (2, 7) and torch.isfinite(logits).all()
     assert pre_logits.shape == (2, model.head_hidden_size)
-    assert features.ndim == 4 and features.shape[1] == model.num_features
+    # NCHW maps, or (B, tokens, C) for class-token models such as CvT (timm's "non-standard")
+    assert features.shape[1 if features.ndim == 4 else -1] == model.num_features
     model.reset_classifier(3)
     with torch.no_grad():
         assert model(x).shape == (2, 3)
