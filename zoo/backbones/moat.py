@@ -125,6 +125,8 @@ class RelPosAttention(nn.Module):
             self.relative_position_table = nn.Parameter(
                 torch.empty(self.num_heads, span, span, **dd)
             )
+            # initialised here too, not only by the model: a bare attention must not read garbage
+            nn.init.trunc_normal_(self.relative_position_table, std=0.02)
         else:
             self.relative_position_table = None
 
