@@ -84,6 +84,24 @@ def check_run(cfg: DictConfig) -> None:
         raise ConfigError(f"ckpt_path={cfg.ckpt_path!r}: no such checkpoint file")
 
 
+def apply_min_input_size(cfg: DictConfig) -> None:
+    """Raise `data.image_size` to the backbone config's `min_input_size`, saying so.
+
+    Some models cannot take small images at all (GhostNetV2's attention pools its last 1x1 map;
+    CrossViT's two patch grids must both tile the image): upsampling the data is the only way
+    they run on the small embedded data sets, and a user should see that it happened.
+    """
+    needed = cfg.backbone.get("min_input_size")
+    size = cfg.data.get("image_size")
+    if needed is None or size is None or size >= needed:
+        return
+    console.print(
+        f"[yellow]backbone {cfg.backbone.name} needs images of at least {needed} px: "
+        f"data.image_size {size} -> {needed}[/yellow]"
+    )
+    cfg.data.image_size = needed
+
+
 def backbone_normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The mean and std of the backbone's pretrained_cfg (ImageNet's when it has none)."""
     pretrained = timm.models.get_pretrained_cfg(name)
@@ -189,6 +207,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     check_run(cfg)
     check_backbone(cfg.backbone.name)
     check_task_data(cfg)
+    apply_min_input_size(cfg)
     L.seed_everything(cfg.seed, workers=True)
 
     mean, std = backbone_normalization(cfg.backbone.name)

@@ -3,7 +3,9 @@
 import torch
 from timm.models.convit import GPSA
 from timm.models.ghostnet import GhostModuleV2
+from timm.models.inception_next import InceptionDWConv2d
 
+from zoo.operators import create_token_mixer
 from zoo.operators.timm_mixers import DFCAttentionMixer, GPSAMixer, relative_indices
 
 
@@ -34,3 +36,14 @@ def test_dfc_matches_timm_on_even_maps():
     reference.load_state_dict(mixer.ghost.state_dict())
     x = torch.randn(2, 16, 8, 6)
     torch.testing.assert_close(mixer(x), reference(x))
+
+
+def test_inception_dw_leaves_the_identity_branch_untouched():
+    """InceptionDW convolves 3/8 of the channels (3x3, 1x11, 11x1) and passes the rest through."""
+    mixer = create_token_mixer("inception_dw", 64)
+    assert isinstance(mixer, InceptionDWConv2d)
+    x = torch.randn(1, 64, 12, 12)
+    y = mixer(x)
+    identity = 64 - 3 * 8
+    torch.testing.assert_close(y[:, :identity], x[:, :identity])
+    assert not torch.allclose(y[:, identity:], x[:, identity:])

@@ -3,6 +3,9 @@
 - `dfc`: GhostNetV2's DFC attention (`GhostNetV2: Enhance Cheap Operation with Long-Range
   Attention`, Tang et al., NeurIPS 2022, arXiv 2211.12905): a cheap Ghost module gated by
   decoupled fully-connected (1x5 then 5x1 depthwise) attention computed at half resolution.
+- `inception_dw`: InceptionNeXt's Inception depthwise convolution (`InceptionNeXt: When
+  Inception Meets ConvNeXt`, Yu et al., CVPR 2024, arXiv 2303.16900): an eighth of the channels
+  each through a 3x3, a 1x11 and an 11x1 depthwise conv, the rest untouched.
 - `gpsa`: ConViT's gated positional self-attention (`ConViT: Improving Vision Transformers with
   Soft Convolutional Inductive Biases`, d'Ascoli et al., ICML 2021, arXiv 2103.10697): each head
   blends content attention with a learned positional attention initialised as a convolution.
@@ -14,11 +17,15 @@ import torch
 import torch.nn.functional as F
 from timm.models.convit import GPSA
 from timm.models.ghostnet import GhostModuleV2
+from timm.models.inception_next import InceptionDWConv2d
 from torch import nn
 
 from .registry import register_token_mixer
 
 __all__ = ["DFCAttentionMixer", "GPSAMixer", "relative_indices"]
+
+# timm's layer already maps (B, C, H, W) to itself at any size: registered as it is
+register_token_mixer("inception_dw")(InceptionDWConv2d)
 
 
 @register_token_mixer("dfc")
