@@ -12,10 +12,16 @@ import torch
 from timm.models import _registry
 
 import zoo
+from zoo.backbones.restoration_nets import RESTORATION_NOTE
 
 ZOO_MODULES = {m.name for m in pkgutil.iter_modules(zoo.backbones.__path__)}
+# image -> image restoration networks (DnCNN, CFSR ...) are no classifiers: their contract is
+# tests/zoo/test_restoration_nets.py::test_restoration_contract
 ZOO_MODELS = sorted(
-    n for n in timm.list_models() if _registry._model_to_module.get(n) in ZOO_MODULES
+    n
+    for n in timm.list_models()
+    if _registry._model_to_module.get(n) in ZOO_MODULES
+    and RESTORATION_NOTE not in (timm.get_pretrained_cfg(n).notes or ())
 )
 
 
