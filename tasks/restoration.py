@@ -151,6 +151,7 @@ class RestorationTask(BaseTask):
     #: Names of the degraded input in figures, and of the restored output.
     degraded_name: ClassVar[str]
     restored_name: ClassVar[str]
+    target_name: ClassVar[str]  # the column title of the ground truth in the pictures
 
     def __init__(
         self,
@@ -295,14 +296,14 @@ class RestorationTask(BaseTask):
 
     def comparison_figure(self, samples: list[dict]) -> plt.Figure:
         """One row per image: degraded, restored and clean, titled with their PSNR."""
-        columns = (self.degraded_name, self.restored_name, "clean")
+        columns = (self.degraded_name, self.restored_name, self.target_name)
         figure, axes = plt.subplots(len(samples), 3, figsize=(12, 4 * len(samples)), squeeze=False)
         for row, sample in zip(axes, samples):
             clean = sample["clean"]
             for ax, column in zip(row, columns):
-                image = sample[column]
+                image = sample["clean" if column == self.target_name else column]
                 title = f"{sample['name']}: {column}" if column == columns[0] else column
-                if column != "clean":
+                if column != self.target_name:
                     title += f"  {self.display_psnr(image, clean):.2f} dB"
                 array = image[0].permute(1, 2, 0).float().cpu().numpy()
                 ax.imshow(np.clip(array.squeeze(-1) if array.shape[-1] == 1 else array, 0, 1),
@@ -330,6 +331,7 @@ class SuperResolutionTask(RestorationTask):
     main_metric: ClassVar[str] = "test/psnr_y"
     degraded_name: ClassVar[str] = "bicubic"
     restored_name: ClassVar[str] = "super-resolved"
+    target_name: ClassVar[str] = "high-resolution"
 
     def __init__(self, scale: int = 3, **kwargs):
         self._scale = int(scale)
@@ -393,6 +395,7 @@ class DenoisingTask(RestorationTask):
     main_metric: ClassVar[str] = "test/psnr"
     degraded_name: ClassVar[str] = "noisy"
     restored_name: ClassVar[str] = "denoised"
+    target_name: ClassVar[str] = "clean"
 
     def metrics(self) -> MetricCollection:
         return denoising_metrics()
