@@ -57,6 +57,12 @@ def measure(name: str, batch: int, size: int, iters: int) -> dict:
         model(torch.randn(1, channels, height, width))
     gmacs = counter.get_total_flops() / 2 / 1e9
     x = torch.randn(batch, channels, size, size * width // height)
+    try:
+        with torch.no_grad():
+            model(x[:1])
+    except (AssertionError, RuntimeError, ValueError):
+        # fixed-size models (ConViT, CrossViT's patch grids) run at their own input size only
+        x = torch.randn(batch, channels, height, width)
 
     def rate(step) -> float:
         step()  # warm-up: allocation, kernel selection
@@ -76,7 +82,8 @@ def measure(name: str, batch: int, size: int, iters: int) -> dict:
         optimizer.step()
 
     return {"params_m": params / 1e6, "gmacs": gmacs, "input": f"{height}x{width}",
-            "infer": infer, "train": rate(train_step)}  # fmt: skip
+            "speed_input": f"{x.shape[2]}x{x.shape[3]}", "infer": infer,
+            "train": rate(train_step)}  # fmt: skip
 
 
 def _family_link(family: str) -> str:
@@ -89,7 +96,7 @@ def main() -> None:
     )
     parser.add_argument("--pattern", default="*", help="fnmatch pattern on model names")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--size", type=int, default=128, help="throughput input side")
+    parser.add_argument("--size", type=int, default=64, help="throughput input side")
     parser.add_argument("--iters", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "zoo.md")
     args = parser.parse_args()
@@ -104,12 +111,13 @@ def main() -> None:
         )
 
     header = (
-        "| model | family | params (M) | GMACs | input | CPU infer img/s | CPU train img/s |\n"
-        "|---|---|---:|---:|---|---:|---:|\n"
+        "| model | family | params (M) | GMACs | input | CPU infer img/s | CPU train img/s | at |\n"
+        "|---|---|---:|---:|---|---:|---:|---|\n"
     )
     body = "".join(
         f"| `{r['model']}` | {_family_link(r['family'])} | {r['params_m']:.2f} "
-        f"| {r['gmacs']:.2f} | {r['input']} | {r['infer']:.1f} | {r['train']:.1f} |\n"
+        f"| {r['gmacs']:.2f} | {r['input']} | {r['infer']:.1f} | {r['train']:.1f} "
+        f"| {r['speed_input']} |\n"
         for r in rows
     )
     text = (
@@ -120,7 +128,8 @@ def main() -> None:
         "- **GMACs**: torch's `FlopCounterMode` FLOPs / 2, one image at the default input size.\n"
         f"- **img/s**: this machine's CPU ({platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}), batch {args.batch} at "
-        f"{args.size}px on the short side, mean of {args.iters} iterations after one warm-up; "
+        f"{args.size}px on the short side (`at`: fixed-size models run at their own input), mean "
+        f"of {args.iters} iterations after one warm-up; "
         "train = forward + backward + SGD step. Compare within this table only.\n\n" + header + body
     )
     if args.pattern == "*":
