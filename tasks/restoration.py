@@ -19,7 +19,6 @@ from typing import ClassVar, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
-import timm
 import torch
 from torch import nn
 from torchmetrics import Metric, MetricCollection
@@ -27,20 +26,13 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from torchmetrics.image import PeakSignalNoiseRatio
 from torchmetrics.wrappers import LambdaInputTransformer
 
+from zoo.backbones.restoration_nets import is_restoration_net
+
 from .base import BaseTask
 from .heads import feature_pyramid
 from .heads.restoration import PyramidRestorer, bicubic_resize
 
 Loss = Literal["l1", "mse", "charbonnier"]
-
-#: The pretrained-cfg note of the zoo's restoration networks (zoo/backbones/restoration_nets.py).
-RESTORATION_NOTE = "image_restoration"
-
-
-def is_restoration_net(name: str) -> bool:
-    """Whether the timm model `name` is an image -> image restoration network."""
-    cfg = timm.get_pretrained_cfg(name.split(".")[0])
-    return cfg is not None and RESTORATION_NOTE in (cfg.notes or ())
 
 
 def quantize(images: torch.Tensor) -> torch.Tensor:

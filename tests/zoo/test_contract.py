@@ -12,7 +12,7 @@ import torch
 from timm.models import _registry
 
 import zoo
-from zoo.backbones.restoration_nets import RESTORATION_NOTE
+from zoo.backbones.restoration_nets import is_restoration_net
 
 ZOO_MODULES = {m.name for m in pkgutil.iter_modules(zoo.backbones.__path__)}
 # image -> image restoration networks (DnCNN, CFSR ...) are no classifiers: their contract is
@@ -20,8 +20,7 @@ ZOO_MODULES = {m.name for m in pkgutil.iter_modules(zoo.backbones.__path__)}
 ZOO_MODELS = sorted(
     n
     for n in timm.list_models()
-    if _registry._model_to_module.get(n) in ZOO_MODULES
-    and RESTORATION_NOTE not in (timm.get_pretrained_cfg(n).notes or ())
+    if _registry._model_to_module.get(n) in ZOO_MODULES and not is_restoration_net(n)
 )
 
 
