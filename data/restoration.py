@@ -27,30 +27,16 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
+
+from zoo.restoration.pixels import bicubic_resize, quantize
 
 from .base import BaseDataModule
 from .images import is_image, read_image, verify_images
 
 Array = np.ndarray
-
-
-def bicubic_resize(images: torch.Tensor, scale: float) -> torch.Tensor:
-    """Resize (B, C, H, W) by `scale` with MATLAB's bicubic (Keys a = -0.5, anti-aliased).
-
-    torch's anti-aliased path uses a = -0.5 in both directions; its plain path uses a = -0.75.
-    """
-    return F.interpolate(
-        images, scale_factor=scale, mode="bicubic", antialias=True, align_corners=False
-    )
-
-
-def quantize(images: torch.Tensor) -> torch.Tensor:
-    """Clip to [0, 1] and round to 8-bit levels: what saving a PNG does."""
-    return images.clamp(0, 1).mul(255).round().div(255)
 
 
 def convert_channels(image: Array, channels: int) -> Array:
@@ -759,6 +745,4 @@ __all__ = [
     "PhotoDenoisingDataModule",
     "PhotoSuperResolutionDataModule",
     "SuperResolutionDataModule",
-    "bicubic_resize",
-    "quantize",
 ]

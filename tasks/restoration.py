@@ -27,17 +27,13 @@ from torchmetrics.image import PeakSignalNoiseRatio
 from torchmetrics.wrappers import LambdaInputTransformer
 
 from zoo.backbones.restoration_nets import is_restoration_net
+from zoo.restoration.pixels import bicubic_resize, quantize
 
 from .base import BaseTask
 from .heads import feature_pyramid
-from .heads.restoration import PyramidRestorer, bicubic_resize
+from .heads.restoration import PyramidRestorer
 
 Loss = Literal["l1", "mse", "charbonnier"]
-
-
-def quantize(images: torch.Tensor) -> torch.Tensor:
-    """Clip to [0, 1] and round to 8-bit levels."""
-    return images.clamp(0, 1).mul(255).round().div(255)
 
 
 def luminance(images: torch.Tensor) -> torch.Tensor:
@@ -289,7 +285,11 @@ class RestorationTask(BaseTask):
     def comparison_figure(self, samples: list[dict]) -> plt.Figure:
         """One row per image: degraded, restored and clean, titled with their PSNR."""
         columns = (self.degraded_name, self.restored_name, self.target_name)
-        figure, axes = plt.subplots(len(samples), 3, figsize=(12, 4 * len(samples)), squeeze=False)
+        height, width = samples[0]["clean"].shape[-2:]
+        row_height = 4 * height / width + 0.4  # three 4-inch-wide panels and a title
+        figure, axes = plt.subplots(
+            len(samples), 3, figsize=(12, row_height * len(samples)), squeeze=False
+        )
         for row, sample in zip(axes, samples):
             clean = sample["clean"]
             for ax, column in zip(row, columns):

@@ -100,3 +100,16 @@ def test_sweep_writes_sorted_summary(tmp_path):
     assert acc == sorted(acc, reverse=True)
     assert {r.split(",")[header.index("backbone")] for r in rows[1:]} == {"inceptionnext", "hornet"}
     assert (sweep_dir / "summary.md").read_text().startswith("| job |")
+
+
+@pytest.mark.parametrize("task", ["classification", "segmentation", "detection",
+                                  "super_resolution", "denoising"])  # fmt: skip
+def test_a_backbone_config_may_carry_its_own_learning_rate(make_cfg, task):
+    default = make_cfg(f"task={task}").task.optimizer.lr
+    assert make_cfg(f"task={task}", "+backbone.lr=0.00042").task.optimizer.lr == 0.00042
+    # the command line still wins over both
+    assert (
+        make_cfg(f"task={task}", "+backbone.lr=0.00042", "task.optimizer.lr=0.1").task.optimizer.lr
+        == 0.1
+    )
+    assert default != 0.00042

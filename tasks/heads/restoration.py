@@ -16,14 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import FeaturePyramidNetwork
 
+from zoo.restoration.pixels import bicubic_resize
+
 from .pyramid import FeaturePyramidBackbone
-
-
-def bicubic_resize(images: torch.Tensor, scale: float) -> torch.Tensor:
-    """MATLAB-style bicubic resize (Keys a = -0.5): torch's anti-aliased bicubic path."""
-    return F.interpolate(
-        images, scale_factor=scale, mode="bicubic", antialias=True, align_corners=False
-    )
 
 
 def fixed_input_size(encoder: nn.Module) -> tuple[int, int] | None:

@@ -19,8 +19,8 @@ from data.restoration import (
     NoisyPairsDataModule,
     PhotoDenoisingDataModule,
     RestorationPairs,
-    bicubic_resize,
 )
+from zoo.restoration.pixels import bicubic_resize
 
 RGB = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # identity normalisation (mean, std) for 3 channels
 

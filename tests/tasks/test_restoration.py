@@ -13,10 +13,10 @@ from tasks.restoration import (
     DenoisingTask,
     SuperResolutionTask,
     denoising_metrics,
-    is_restoration_net,
     luminance,
     super_resolution_metrics,
 )
+from zoo.backbones.restoration_nets import is_restoration_net
 
 # tiny versions of the embedded data sets, for end-to-end runs in seconds
 FEW_CROPS = ["data.samples_per_epoch=4", "data.batch_size=2"]

@@ -106,14 +106,24 @@ def test_cfsr_reparameterization_keeps_the_output():
     torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
 
 
-def test_dncnn_learns_the_residual():
-    """With its last layer at zero the network is the identity: it predicts y - x."""
+def test_untrained_dncnn_is_the_identity_and_learns_the_residual():
+    """Its last layer starts at zero: the output is the input, y - 0, until it learns the noise."""
     model = timm.create_model("dncnn", in_chans=1).eval()
-    torch.nn.init.zeros_(model.body[-1].weight)
-    torch.nn.init.zeros_(model.body[-1].bias)
     x = torch.rand(1, 1, 10, 9)
     with torch.no_grad():
         assert torch.equal(model(x), x)
+        model.body[-1].bias.fill_(0.25)  # a predicted residual is subtracted
+        torch.testing.assert_close(model(x), x - 0.25)
+
+
+def test_untrained_dncnn_middle_layers_pass_features_through():
+    """Identity start: the 15 conv-BN-ReLU layers map the first layer's features to themselves."""
+    model = timm.create_model("dncnn", in_chans=1).eval()  # BN at its initial statistics
+    x = torch.rand(1, 1, 12, 11)
+    with torch.no_grad():
+        features = model.body[:2](x)
+        passed = model.body[2:-1](features)
+    torch.testing.assert_close(passed, features, rtol=1e-4, atol=1e-6)
 
 
 def test_weighted_dncnn_swaps_every_conv_and_keeps_the_parameters():

@@ -1,9 +1,12 @@
 """The timm plumbing shared by the zoo's ConvNeXt-shaped backbones: stem -> stages -> head.
 
-HorNet, UniRepLKNet and TiC differ in their blocks only. Each builds `self.stem`, `self.stages`
-(an `nn.Sequential` of stages that have `downsample`, `blocks` and `grad_checkpointing`),
-`self.head` (timm's `NormMlpClassifierHead`), `self.feature_info` and `self.num_features`; this
-base class gives them timm's classifier and feature-extraction interface once.
+HorNet, UniRepLKNet, TiC, MOAT, SReT and SVT differ in their blocks only. Each builds
+`self.stem`, `self.stages` (an `nn.Sequential` of stages that have `blocks`, `grad_checkpointing`
+and, where a stage starts by downsampling, `downsample`), `self.head` (timm's
+`NormMlpClassifierHead`, or a head with its `fc` and `reset`), `self.feature_info` and
+`self.num_features`; this base class gives them timm's classifier and feature-extraction
+interface once. A model whose input embedding is more than its stem (SReT adds a position
+embedding) overrides `embed`.
 """
 
 import torch
@@ -70,7 +73,7 @@ class HierarchicalNet(nn.Module):
             else self.stages[: max_index + 1]
         )
         intermediates = []
-        x = self.stem(x)
+        x = self.embed(x)
         for i, stage in enumerate(stages):
             x = stage(x)
             if i in take_indices:
@@ -92,8 +95,12 @@ class HierarchicalNet(nn.Module):
             self.reset_classifier(0, "", reset_other=True)
         return take_indices
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Image -> the first stage's input."""
+        return self.stem(x)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(x))
+        return self.stages(self.embed(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.head(x, pre_logits=pre_logits)

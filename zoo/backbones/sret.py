@@ -36,7 +36,6 @@ from timm.layers import (
     LayerNorm2d,
     Mlp,
     NormMlpClassifierHead,
-    get_device_dtype,
     trunc_normal_,
 )
 from timm.models import (
@@ -47,8 +46,9 @@ from timm.models import (
     register_notrace_function,
     register_notrace_module,
 )
-from timm.models._features import feature_take_indices
 from torch import nn
+
+from ._hierarchical import HierarchicalNet
 
 __all__ = ["SReT"]
 
@@ -197,6 +197,11 @@ def resized_pos_embed(pos_embed: torch.Tensor, height: int, width: int) -> torch
     return F.interpolate(pos_embed, size=(height, width), mode="bicubic", align_corners=False)
 
 
+# a leaf for torch.fx whichever module's forward is traced: timm's registration above only
+# patches the globals of the traced root's module, and `SReT.forward` lives in _hierarchical.py
+torch.fx.wrap("resized_pos_embed")
+
+
 class SReTStage(nn.Module):
     """Optional stride-2 depthwise-grouped conv, then recursive units over the flattened tokens."""
 
@@ -251,7 +256,7 @@ class SReTStage(nn.Module):
         return x.transpose(1, 2).reshape(batch, channels, height, width)
 
 
-class SReT(nn.Module):
+class SReT(HierarchicalNet):
     """Sliced Recursive Transformer.
 
     Args:
@@ -361,81 +366,10 @@ class SReT(nn.Module):
             else [(r"^stages\.(\d+)\.downsample", (0,)), (r"^stages\.(\d+)\.blocks\.(\d+)", None)],
         )
 
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        for stage in self.stages:
-            stage.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head.fc
-
-    def reset_classifier(
-        self, num_classes: int, global_pool: str | None = None, reset_other: bool = False
-    ) -> None:
-        self.num_classes = num_classes
-        self.head.reset(
-            num_classes,
-            global_pool,
-            reset_other=reset_other,
-            in_features=self.num_features,
-            **get_device_dtype(self),
-        )
-        self.head_hidden_size = self.head.num_features
-
-    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Stem, then the position embedding (resized to the token grid)."""
         x = self.stem(x)
         return self.pos_drop(x + resized_pos_embed(self.pos_embed, x.shape[-2], x.shape[-1]))
-
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Forward that also returns the outputs of the stages in `indices` (NCHW)."""
-        if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        stages = (
-            self.stages
-            if torch.jit.is_scripting() or not stop_early
-            else self.stages[: max_index + 1]
-        )
-        intermediates = []
-        x = self._embed(x)
-        for i, stage in enumerate(stages):
-            x = stage(x)
-            if i in take_indices:
-                intermediates.append(x)
-        if intermediates_only:
-            return intermediates
-        return x, intermediates
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        """Drop the stages after the last index kept (and the head) for feature extraction."""
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        self.stages = self.stages[: max_index + 1]
-        prune_end = max_index < len(self.feature_info) - 1
-        if prune_end:
-            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
-        if prune_head or prune_end:
-            self.reset_classifier(0, "", reset_other=True)
-        return take_indices
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self._embed(x))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(x, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _create_sret(variant: str, pretrained: bool = False, **kwargs) -> SReT:

@@ -36,11 +36,12 @@ from timm.models import (
     named_apply,
     register_model,
 )
-from timm.models._features import feature_take_indices
 from timm.models.cait import ClassAttn
 from torch import nn
 
 from zoo.operators.scattering import ScatterMixer
+
+from ._hierarchical import HierarchicalNet
 
 __all__ = ["SVT"]
 
@@ -236,7 +237,7 @@ def _check_pool(pool_type: str) -> str:
     return pool_type
 
 
-class SVT(nn.Module):
+class SVT(HierarchicalNet):
     """SVT-H, the hierarchical Scattering Vision Transformer.
 
     Args:
@@ -336,70 +337,11 @@ class SVT(nn.Module):
             ],
         )
 
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        for stage in self.stages:
-            stage.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head.fc
-
     def reset_classifier(
         self, num_classes: int, global_pool: str | None = None, reset_other: bool = False
     ) -> None:
         self.num_classes = num_classes
         self.head.reset(num_classes, global_pool, reset_other, **get_device_dtype(self))
-
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Forward that also returns the outputs of the stages in `indices` (NCHW)."""
-        if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        stages = (
-            self.stages
-            if torch.jit.is_scripting() or not stop_early
-            else self.stages[: max_index + 1]
-        )
-        intermediates = []
-        x = self.stem(x)
-        for i, stage in enumerate(stages):
-            x = stage(x)
-            if i in take_indices:
-                intermediates.append(x)
-        if intermediates_only:
-            return intermediates
-        return x, intermediates
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        """Drop the stages after the last index kept (and the head) for feature extraction."""
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        self.stages = self.stages[: max_index + 1]
-        prune_end = max_index < len(self.feature_info) - 1
-        if prune_end:
-            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
-        if prune_head or prune_end:
-            self.reset_classifier(0, "", reset_other=True)
-        return take_indices
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(x, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _init_weights(module: nn.Module, name: str = "") -> None:

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .bicubic import bicubic_upscale
+from .pixels import bicubic_resize
 
 __all__ = ["MIRNet"]
 
@@ -254,7 +254,7 @@ class MIRNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.scale > 1:
-            x = bicubic_upscale(x, self.scale)
+            x = bicubic_resize(x, self.scale)
         h, w = x.shape[-2:]
         padded = F.pad(x, (0, -w % self.multiple, 0, -h % self.multiple), mode="replicate")
         out = padded + self.conv_out(self.body(self.conv_in(padded)))
