@@ -4,9 +4,15 @@ HorNet, UniRepLKNet, TiC, MOAT, SReT and SVT differ in their blocks only. Each b
 `self.stem`, `self.stages` (an `nn.Sequential` of stages that have `blocks`, `grad_checkpointing`
 and, where a stage starts by downsampling, `downsample`), `self.head` (timm's
 `NormMlpClassifierHead`, or a head with its `fc` and `reset`), `self.feature_info` and
-`self.num_features`; this base class gives them timm's classifier and feature-extraction
+`self.num_features`; `HierarchicalNet` gives them timm's classifier and feature-extraction
 interface once. A model whose input embedding is more than its stem (SReT adds a position
 embedding) overrides `embed`.
+
+UniFormer, GLNet, FFNet, RaftMLP, FaViT, TransNeXt and CAS-ViT end instead in a final norm
+(`self.norm`) and timm's `ClassifierHead`, and subclass `NormHeadNet`. RaftMLP and FaViT have no
+stem (their first stage embeds the patches) and override `embed`; FaViT and TransNeXt end every
+stage in its own norm and set `self.norm = nn.Identity()`; CAS-ViT's two linear heads override
+the classifier methods.
 """
 
 import torch
@@ -14,7 +20,20 @@ from timm.layers import get_device_dtype
 from timm.models._features import feature_take_indices
 from torch import nn
 
-__all__ = ["HierarchicalNet"]
+__all__ = ["HierarchicalNet", "NormHeadNet", "stage_group_matcher"]
+
+
+def stage_group_matcher(coarse: bool, stem: str = r"^stem", tail: str | None = None) -> dict:
+    """timm's parameter groups of `stem -> stages`: coarse by stage, fine by block.
+
+    `tail` matches what follows the last block (a final norm), grouped after everything else.
+    """
+    if coarse:
+        return dict(stem=stem, blocks=r"^stages\.(\d+)")
+    blocks = [(r"^stages\.(\d+)\.downsample", (0,)), (r"^stages\.(\d+)\.blocks\.(\d+)", None)]
+    if tail is not None:
+        blocks.append((tail, (99999,)))
+    return dict(stem=stem, blocks=blocks)
 
 
 class HierarchicalNet(nn.Module):
@@ -25,12 +44,7 @@ class HierarchicalNet(nn.Module):
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:
-        return dict(
-            stem=r"^stem",
-            blocks=r"^stages\.(\d+)"
-            if coarse
-            else [(r"^stages\.(\d+)\.downsample", (0,)), (r"^stages\.(\d+)\.blocks\.(\d+)", None)],
-        )
+        return stage_group_matcher(coarse)
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -107,3 +121,74 @@ class HierarchicalNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+class NormHeadNet(HierarchicalNet):
+    """`HierarchicalNet` with a final `norm` after the last stage and a `ClassifierHead` `head`.
+
+    The norm is sized for the last stage, so it applies to that stage's output only and is
+    dropped with any stage pruned away. `head_hidden_size` stays `num_features`: timm's
+    `ClassifierHead` has no hidden layer.
+    """
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return stage_group_matcher(coarse, tail=r"^norm")
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        self.num_classes = num_classes
+        self.head.reset(
+            num_classes, global_pool, in_features=self.num_features, **get_device_dtype(self)
+        )
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Forward that also returns the outputs of the stages in `indices` (NCHW).
+
+        `norm` applies the final norm to the last stage's output when it is taken.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+        take_indices, max_index = feature_take_indices(len(self.stages), indices)
+        last = len(self.stages) - 1
+        stages = (
+            self.stages
+            if torch.jit.is_scripting() or not stop_early
+            else self.stages[: max_index + 1]
+        )
+        intermediates = []
+        x = self.embed(x)
+        for i, stage in enumerate(stages):
+            x = stage(x)
+            if i in take_indices:
+                intermediates.append(self.norm(x) if norm and i == last else x)
+        if intermediates_only:
+            return intermediates
+        if len(stages) == len(self.stages):
+            x = self.norm(x)
+        return x, intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the stages after the last index kept, the final norm and the head as asked."""
+        take_indices, max_index = feature_take_indices(len(self.stages), indices)
+        self.stages = self.stages[: max_index + 1]
+        prune_end = max_index < len(self.feature_info) - 1
+        if prune_norm or prune_end:
+            self.norm = nn.Identity()
+        if prune_end:
+            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
+        if prune_head or prune_end:
+            self.reset_classifier(0, "")
+        return take_indices
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.stages(self.embed(x)))

@@ -18,17 +18,18 @@ repository. Every layer works on NCHW maps; FaSA adapts to any input size (zoo/o
 import math
 
 import torch
-from timm.layers import ClassifierHead, DropPath, LayerNorm2d, get_device_dtype, trunc_normal_
+from timm.layers import ClassifierHead, DropPath, LayerNorm2d, trunc_normal_
 from timm.models import (
     build_model_with_cfg,
     checkpoint_seq,
     generate_default_cfgs,
     register_model,
 )
-from timm.models._features import feature_take_indices
 from torch import nn
 
 from zoo.operators.favit import FactorizationSelfAttention
+
+from ._hierarchical import NormHeadNet, stage_group_matcher
 
 __all__ = ["FaViT"]
 
@@ -115,7 +116,7 @@ class FaViTStage(nn.Module):
         return self.norm(x)
 
 
-class FaViT(nn.Module):
+class FaViT(NormHeadNet):
     """Factorization Vision Transformer.
 
     Args:
@@ -174,6 +175,7 @@ class FaViT(nn.Module):
             for i in range(len(depths))
         ]
         self.num_features = self.head_hidden_size = dims[-1]
+        self.norm = nn.Identity()  # every stage ends in its own norm
         self.head = ClassifierHead(
             self.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate, **dd
         )
@@ -181,80 +183,12 @@ class FaViT(nn.Module):
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:
-        return dict(
-            stem=r"^stages\.0\.downsample",
-            blocks=r"^stages\.(\d+)"
-            if coarse
-            else [
-                (r"^stages\.(\d+)\.downsample", (0,)),
-                (r"^stages\.(\d+)\.blocks\.(\d+)", None),
-                (r"^stages\.(\d+)\.norm", (99999,)),
-            ],
+        return stage_group_matcher(
+            coarse, stem=r"^stages\.0\.downsample", tail=r"^stages\.(\d+)\.norm"
         )
 
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        for stage in self.stages:
-            stage.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        self.head.reset(
-            num_classes, global_pool, in_features=self.num_features, **get_device_dtype(self)
-        )
-
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Forward that also returns the outputs of the stages in `indices` (NCHW)."""
-        if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        stages = (
-            self.stages
-            if torch.jit.is_scripting() or not stop_early
-            else self.stages[: max_index + 1]
-        )
-        intermediates = []
-        for i, stage in enumerate(stages):
-            x = stage(x)
-            if i in take_indices:
-                intermediates.append(x)
-        if intermediates_only:
-            return intermediates
-        return x, intermediates
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        """Drop the stages after the last index kept (and the head) for feature extraction."""
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        self.stages = self.stages[: max_index + 1]
-        prune_end = max_index < len(self.feature_info) - 1
-        if prune_end:
-            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
-        if prune_head or prune_end:
-            self.reset_classifier(0, "")
-        return take_indices
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(x, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return x  # no stem: the first stage's downsample embeds the patches
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -24,14 +24,7 @@ Our own implementation; the facts (widths, depths, MLP ratios, layouts, 64 slots
 """
 
 import torch
-from timm.layers import (
-    ClassifierHead,
-    DropPath,
-    LayerNorm2d,
-    LayerScale2d,
-    get_device_dtype,
-    trunc_normal_,
-)
+from timm.layers import ClassifierHead, DropPath, LayerNorm2d, LayerScale2d, trunc_normal_
 from timm.layers.attention import Attention
 from timm.models import (
     build_model_with_cfg,
@@ -40,10 +33,11 @@ from timm.models import (
     named_apply,
     register_model,
 )
-from timm.models._features import feature_take_indices
 from torch import nn
 
 from zoo.operators.glmix import GLMix
+
+from ._hierarchical import NormHeadNet
 
 __all__ = ["GLNet"]
 
@@ -208,7 +202,7 @@ def _stem(in_chans: int, dim: int, style: str, **dd) -> nn.Sequential:
     )
 
 
-class GLNet(nn.Module):
+class GLNet(NormHeadNet):
     """GLNet.
 
     Args:
@@ -281,91 +275,6 @@ class GLNet(nn.Module):
             self.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate, **dd
         )
         named_apply(_init_weights, self)
-
-    @torch.jit.ignore
-    def group_matcher(self, coarse: bool = False) -> dict:
-        return dict(
-            stem=r"^stem",
-            blocks=r"^stages\.(\d+)"
-            if coarse
-            else [
-                (r"^stages\.(\d+)\.downsample", (0,)),
-                (r"^stages\.(\d+)\.blocks\.(\d+)", None),
-                (r"^norm", (99999,)),
-            ],
-        )
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        for stage in self.stages:
-            stage.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        self.head.reset(num_classes, global_pool, **get_device_dtype(self))
-
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Forward that also returns the outputs of the stages in `indices` (NCHW).
-
-        `norm` applies the final norm to the last stage's output when it is taken.
-        """
-        if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        last = len(self.stages) - 1
-        stages = (
-            self.stages
-            if torch.jit.is_scripting() or not stop_early
-            else self.stages[: max_index + 1]
-        )
-        intermediates = []
-        x = self.stem(x)
-        for i, stage in enumerate(stages):
-            x = stage(x)
-            if i in take_indices:
-                intermediates.append(self.norm(x) if norm and i == last else x)
-        if intermediates_only:
-            return intermediates
-        if len(stages) == len(self.stages):
-            x = self.norm(x)
-        return x, intermediates
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        """Drop the stages after the last index kept, the final norm and the head as asked."""
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        self.stages = self.stages[: max_index + 1]
-        prune_end = max_index < len(self.feature_info) - 1
-        if prune_norm or prune_end:
-            self.norm = nn.Identity()
-        if prune_end:
-            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
-        if prune_head or prune_end:
-            self.head.reset(0, "", in_features=self.num_features, **get_device_dtype(self))
-            self.num_classes = 0
-        return take_indices
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.stages(self.stem(x)))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(x, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _init_weights(module: nn.Module, name: str = "") -> None:

@@ -21,7 +21,7 @@ to a multiple of its patch size, both as in the official code (zoo/operators/raf
 
 import torch
 import torch.nn.functional as F
-from timm.layers import ClassifierHead, DropPath, LayerNorm2d, Mlp, get_device_dtype
+from timm.layers import ClassifierHead, DropPath, LayerNorm2d, Mlp
 from timm.models import (
     build_model_with_cfg,
     checkpoint_seq,
@@ -29,10 +29,11 @@ from timm.models import (
     register_model,
     register_notrace_module,
 )
-from timm.models._features import feature_take_indices
 from torch import nn
 
 from zoo.operators.raftmlp import RaftTokenMixer
+
+from ._hierarchical import NormHeadNet, stage_group_matcher
 
 __all__ = ["RaftMLP"]
 
@@ -149,7 +150,7 @@ class RaftMLPStage(nn.Module):
         return self.blocks(x)
 
 
-class RaftMLP(nn.Module):
+class RaftMLP(NormHeadNet):
     """RaftMLP with cross-scale embeddings (the paper's final models).
 
     Args:
@@ -220,88 +221,10 @@ class RaftMLP(nn.Module):
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:
-        return dict(
-            stem=r"^stages\.0\.downsample",
-            blocks=r"^stages\.(\d+)"
-            if coarse
-            else [
-                (r"^stages\.(\d+)\.downsample", (0,)),
-                (r"^stages\.(\d+)\.blocks\.(\d+)", None),
-                (r"^norm", (99999,)),
-            ],
-        )
+        return stage_group_matcher(coarse, stem=r"^stages\.0\.downsample", tail=r"^norm")
 
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        for stage in self.stages:
-            stage.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        self.head.reset(
-            num_classes, global_pool, in_features=self.num_features, **get_device_dtype(self)
-        )
-
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Forward that also returns the outputs of the levels in `indices` (NCHW).
-
-        With `norm`, the last level's output goes through the final LayerNorm.
-        """
-        if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        last = len(self.stages) - 1
-        stages = (
-            self.stages
-            if torch.jit.is_scripting() or not stop_early
-            else self.stages[: max_index + 1]
-        )
-        intermediates = []
-        for i, stage in enumerate(stages):
-            x = stage(x)
-            if i in take_indices:
-                intermediates.append(self.norm(x) if norm and i == last else x)
-        if intermediates_only:
-            return intermediates
-        if len(stages) - 1 == last:
-            x = self.norm(x)
-        return x, intermediates
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        """Drop the levels after the last index kept (and the head) for feature extraction."""
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        self.stages = self.stages[: max_index + 1]
-        prune_end = max_index < len(self.feature_info) - 1
-        if prune_end:
-            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
-        if prune_norm or prune_end:
-            self.norm = nn.Identity()
-        if prune_head or prune_end:
-            self.reset_classifier(0, "")
-        return take_indices
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.stages(x))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(x, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return x  # no stem: the first stage's downsample embeds the patches
 
 
 def _create_raftmlp(variant: str, pretrained: bool = False, **kwargs) -> RaftMLP:

@@ -29,13 +29,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from timm.layers import (
-    ClassifierHead,
-    DropPath,
-    LayerNorm2d,
-    get_device_dtype,
-    trunc_normal_,
-)
+from timm.layers import ClassifierHead, DropPath, LayerNorm2d, trunc_normal_
 from timm.models import (
     build_model_with_cfg,
     checkpoint_seq,
@@ -43,11 +37,12 @@ from timm.models import (
     named_apply,
     register_model,
 )
-from timm.models._features import feature_take_indices
 from timm.models._features_fx import register_notrace_function
 from torch import nn
 
 from zoo.operators.convglu import ConvGLU
+
+from ._hierarchical import NormHeadNet, stage_group_matcher
 
 __all__ = ["TransNeXt"]
 
@@ -119,6 +114,14 @@ def local_window_mask(
 def pool_grid_size(height: int, width: int, sr_ratio: int) -> tuple[int, int]:
     """The pooled map is the feature map / sr_ratio (at least 1x1)."""
     return max(1, height // sr_ratio), max(1, width // sr_ratio)
+
+
+# leaves for torch.fx whichever module's forward is traced: timm's registrations above only
+# patch the globals of the traced root's module, and `TransNeXt.forward` lives in
+# _hierarchical.py
+torch.fx.wrap("pooled_position_coords")
+torch.fx.wrap("local_window_mask")
+torch.fx.wrap("pool_grid_size")
 
 
 class PositionMLP(nn.Module):
@@ -401,7 +404,7 @@ class TransNeXtStage(nn.Module):
         return self.norm(x)
 
 
-class TransNeXt(nn.Module):
+class TransNeXt(NormHeadNet):
     """TransNeXt.
 
     Args:
@@ -471,6 +474,7 @@ class TransNeXt(nn.Module):
             for i in range(len(depths))
         ]
         self.num_features = self.head_hidden_size = dims[-1]
+        self.norm = nn.Identity()  # every stage ends in its own norm
         self.head = ClassifierHead(
             self.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate, **dd
         )
@@ -478,85 +482,11 @@ class TransNeXt(nn.Module):
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:
-        return dict(
-            stem=r"^stem",
-            blocks=r"^stages\.(\d+)"
-            if coarse
-            else [
-                (r"^stages\.(\d+)\.downsample", (0,)),
-                (r"^stages\.(\d+)\.blocks\.(\d+)", None),
-                (r"^stages\.(\d+)\.norm", (99999,)),
-            ],
-        )
+        return stage_group_matcher(coarse, tail=r"^stages\.(\d+)\.norm")
 
     @torch.jit.ignore
     def no_weight_decay_keywords(self) -> set[str]:
         return {"query_embedding", "relative_pos_bias_local", "cpb", "temperature"}
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        for stage in self.stages:
-            stage.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        self.head.reset(
-            num_classes, global_pool, in_features=self.num_features, **get_device_dtype(self)
-        )
-
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Forward that also returns the outputs of the stages in `indices` (NCHW)."""
-        if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        stages = (
-            self.stages
-            if torch.jit.is_scripting() or not stop_early
-            else self.stages[: max_index + 1]
-        )
-        intermediates = []
-        x = self.stem(x)
-        for i, stage in enumerate(stages):
-            x = stage(x)
-            if i in take_indices:
-                intermediates.append(x)
-        if intermediates_only:
-            return intermediates
-        return x, intermediates
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        """Drop the stages after the last index kept (and the head) for feature extraction."""
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        self.stages = self.stages[: max_index + 1]
-        if max_index < len(self.feature_info) - 1:
-            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
-            prune_head = True
-        if prune_head:
-            self.reset_classifier(0, "")
-        return take_indices
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(x, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _init_weights(module: nn.Module, name: str = "") -> None:
