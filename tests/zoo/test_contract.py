@@ -72,3 +72,16 @@ def test_features_only_matches_feature_info(name):
     assert [m.shape[1] for m in maps] == model.feature_info.channels()
     for feature_map, reduction in zip(maps, model.feature_info.reduction()):
         assert feature_map.shape[-2] == -(-size[0] // reduction)  # ceil: padding convs round up
+
+
+@pytest.mark.parametrize("name", ZOO_MODELS)
+def test_forward_intermediates_can_stop_early(name):
+    # a dense-task neck that takes the early stages only stops the forward there
+    torch.manual_seed(0)
+    model = timm.create_model(name).eval()
+    x = torch.randn(1, 3, *_input_size(name))
+    with torch.no_grad():
+        _, full = model.forward_intermediates(x, indices=[1])
+        _, early = model.forward_intermediates(x, indices=[1], stop_early=True)
+    assert len(full) == len(early) == 1
+    torch.testing.assert_close(early[0], full[0])

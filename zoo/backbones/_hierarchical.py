@@ -13,6 +13,9 @@ UniFormer, GLNet, FFNet, RaftMLP, FaViT, TransNeXt and CAS-ViT end instead in a 
 stem (their first stage embeds the patches) and override `embed`; FaViT and TransNeXt end every
 stage in its own norm and set `self.norm = nn.Identity()`; CAS-ViT's two linear heads override
 the classifier methods.
+
+AFFNet and the TVConv MobileNetV2 end in a widening 1x1 conv (`self.conv_head`) and timm's
+`ClassifierHead`, and subclass `ConvHeadNet`.
 """
 
 import torch
@@ -20,7 +23,7 @@ from timm.layers import get_device_dtype
 from timm.models._features import feature_take_indices
 from torch import nn
 
-__all__ = ["HierarchicalNet", "NormHeadNet", "stage_group_matcher"]
+__all__ = ["ConvHeadNet", "HierarchicalNet", "NormHeadNet", "stage_group_matcher"]
 
 
 def stage_group_matcher(coarse: bool, stem: str = r"^stem", tail: str | None = None) -> dict:
@@ -77,7 +80,10 @@ class HierarchicalNet(nn.Module):
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Forward that also returns the outputs of the stages in `indices` (NCHW)."""
+        """Forward that also returns the outputs of the stages in `indices` (NCHW).
+
+        `norm` passes the last stage's output through `final_norm` when it is taken.
+        """
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
         take_indices, max_index = feature_take_indices(len(self.stages), indices)
@@ -86,14 +92,17 @@ class HierarchicalNet(nn.Module):
             if torch.jit.is_scripting() or not stop_early
             else self.stages[: max_index + 1]
         )
+        last = len(self.stages) - 1
         intermediates = []
         x = self.embed(x)
         for i, stage in enumerate(stages):
             x = stage(x)
             if i in take_indices:
-                intermediates.append(x)
+                intermediates.append(self.final_norm(x) if norm and i == last else x)
         if intermediates_only:
             return intermediates
+        if len(stages) == len(self.stages):
+            x = self.pre_head(x)
         return x, intermediates
 
     def prune_intermediate_layers(
@@ -113,8 +122,16 @@ class HierarchicalNet(nn.Module):
         """Image -> the first stage's input."""
         return self.stem(x)
 
+    def final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        """The norm after the last stage, outside the head: none here (the head norms)."""
+        return x
+
+    def pre_head(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's output -> `forward_features`' output, the head's input."""
+        return self.final_norm(x)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.embed(x))
+        return self.pre_head(self.stages(self.embed(x)))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.head(x, pre_logits=pre_logits)
@@ -124,7 +141,7 @@ class HierarchicalNet(nn.Module):
 
 
 class NormHeadNet(HierarchicalNet):
-    """`HierarchicalNet` with a final `norm` after the last stage and a `ClassifierHead` `head`.
+    """`HierarchicalNet` with a final `norm` (its `final_norm`) and a `ClassifierHead` `head`.
 
     The norm is sized for the last stage, so it applies to that stage's output only and is
     dropped with any stage pruned away. `head_hidden_size` stays `num_features`: timm's
@@ -141,40 +158,6 @@ class NormHeadNet(HierarchicalNet):
             num_classes, global_pool, in_features=self.num_features, **get_device_dtype(self)
         )
 
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Forward that also returns the outputs of the stages in `indices` (NCHW).
-
-        `norm` applies the final norm to the last stage's output when it is taken.
-        """
-        if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        last = len(self.stages) - 1
-        stages = (
-            self.stages
-            if torch.jit.is_scripting() or not stop_early
-            else self.stages[: max_index + 1]
-        )
-        intermediates = []
-        x = self.embed(x)
-        for i, stage in enumerate(stages):
-            x = stage(x)
-            if i in take_indices:
-                intermediates.append(self.norm(x) if norm and i == last else x)
-        if intermediates_only:
-            return intermediates
-        if len(stages) == len(self.stages):
-            x = self.norm(x)
-        return x, intermediates
-
     def prune_intermediate_layers(
         self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
     ) -> list[int]:
@@ -190,5 +173,41 @@ class NormHeadNet(HierarchicalNet):
             self.reset_classifier(0, "")
         return take_indices
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.stages(self.embed(x)))
+    def final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x)
+
+
+class ConvHeadNet(HierarchicalNet):
+    """`HierarchicalNet` with a widening 1x1 `conv_head` and a `ClassifierHead` `head`.
+
+    The conv changes the channel count, so unlike a final norm it never applies to an
+    intermediate: `forward_intermediates(norm=True)` returns the stages' outputs as they are.
+    """
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return stage_group_matcher(coarse, tail=r"^conv_head")
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        self.num_classes = num_classes
+        self.head.reset(
+            num_classes, global_pool, in_features=self.num_features, **get_device_dtype(self)
+        )
+        self.head_hidden_size = self.head.num_features
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the stages after the last index kept, with the conv head sized for the last."""
+        take_indices, max_index = feature_take_indices(len(self.stages), indices)
+        self.stages = self.stages[: max_index + 1]
+        prune_end = max_index < len(self.feature_info) - 1
+        if prune_end:
+            self.conv_head = nn.Identity()
+            self.num_features = self.feature_info[max_index]["num_chs"]
+        if prune_head or prune_end:
+            self.reset_classifier(0, "")
+        return take_indices
+
+    def pre_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_head(x)

@@ -36,19 +36,12 @@ Our own implementation; the facts follow the official repository (MIT license).
 """
 
 import torch
-from timm.layers import (
-    ClassifierHead,
-    ConvNormAct,
-    DropPath,
-    GroupNorm1,
-    get_device_dtype,
-    trunc_normal_,
-)
+from timm.layers import ClassifierHead, ConvNormAct, DropPath, GroupNorm1, trunc_normal_
 from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
 from timm.models._efficientnet_blocks import InvertedResidual
-from timm.models._features import feature_take_indices
 from torch import nn
 
+from zoo.backbones._hierarchical import ConvHeadNet
 from zoo.operators.aff import AdaptiveFrequencyFilter
 
 __all__ = ["AffNet"]
@@ -168,7 +161,7 @@ class AffNetStage(nn.Module):
         return self.blocks(x)
 
 
-class AffNet(nn.Module):
+class AffNet(ConvHeadNet):
     """AFFNet.
 
     Args:
@@ -238,90 +231,12 @@ class AffNet(nn.Module):
             self.feature_info.append(dict(num_chs=dim, reduction=reduction, module=f"stages.{i}"))
         self.stages = nn.Sequential(*stages)
         self.num_features = min(final_exp_ratio * dims[-1], max_final_chs)
-        self.final_conv = ConvNormAct(dims[-1], self.num_features, 1, act_layer=act_layer, **dd)
+        self.conv_head = ConvNormAct(dims[-1], self.num_features, 1, act_layer=act_layer, **dd)
         self.head = ClassifierHead(
             self.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate, **dd
         )
         self.head_hidden_size = self.head.num_features
         self.apply(_init_weights)
-
-    @torch.jit.ignore
-    def group_matcher(self, coarse: bool = False) -> dict:
-        return dict(
-            stem=r"^stem",
-            blocks=r"^stages\.(\d+)"
-            if coarse
-            else [(r"^stages\.(\d+)\.blocks\.(\d+)", None), (r"^final_conv", (99999,))],
-        )
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        for stage in self.stages:
-            stage.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        self.head.reset(
-            num_classes, global_pool, in_features=self.num_features, **get_device_dtype(self)
-        )
-        self.head_hidden_size = self.head.num_features
-
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Forward that also returns the outputs of the stages in `indices` (NCHW)."""
-        if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        stages = (
-            self.stages
-            if torch.jit.is_scripting() or not stop_early
-            else self.stages[: max_index + 1]
-        )
-        intermediates = []
-        x = self.stem(x)
-        for i, stage in enumerate(stages):
-            x = stage(x)
-            if i in take_indices:
-                intermediates.append(x)
-        if intermediates_only:
-            return intermediates
-        if len(stages) == len(self.stages):
-            x = self.final_conv(x)
-        return x, intermediates
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        """Drop the stages after the last index kept (and the final conv and head) for features."""
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        self.stages = self.stages[: max_index + 1]
-        if max_index < len(self.feature_info) - 1:
-            self.final_conv = nn.Identity()
-            self.num_features = self.feature_info[max_index]["num_chs"]
-            self.reset_classifier(0, "")
-        elif prune_head:
-            self.reset_classifier(0, "")
-        return take_indices
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.final_conv(self.stages(self.stem(x)))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(x, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _init_weights(module: nn.Module) -> None:

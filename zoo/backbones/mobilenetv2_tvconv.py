@@ -23,7 +23,7 @@ At inference the generated kernels can be computed once (`TVConv.kernel_field`).
 """
 
 import torch
-from timm.layers import ClassifierHead, DropPath, get_device_dtype, make_divisible, to_2tuple
+from timm.layers import ClassifierHead, DropPath, make_divisible, to_2tuple
 from timm.models import (
     build_model_with_cfg,
     checkpoint_seq,
@@ -31,9 +31,9 @@ from timm.models import (
     named_apply,
     register_model,
 )
-from timm.models._features import feature_take_indices
 from torch import nn
 
+from zoo.backbones._hierarchical import ConvHeadNet
 from zoo.operators.tvconv import TVConv
 
 __all__ = ["TVConvMobileNetV2"]
@@ -118,7 +118,7 @@ class TVConvMobileNetV2Stage(nn.Module):
         return self.blocks(x)
 
 
-class TVConvMobileNetV2(nn.Module):
+class TVConvMobileNetV2(ConvHeadNet):
     """MobileNetV2 with translation variant depthwise convolutions.
 
     Args:
@@ -204,82 +204,6 @@ class TVConvMobileNetV2(nn.Module):
         )
         self.head_hidden_size = self.num_features
         named_apply(_init_weights, self)
-
-    @torch.jit.ignore
-    def group_matcher(self, coarse: bool = False) -> dict:
-        return dict(
-            stem=r"^stem",
-            blocks=r"^stages\.(\d+)"
-            if coarse
-            else [(r"^stages\.(\d+)\.blocks\.(\d+)", None), (r"^conv_head", (99999,))],
-        )
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        for stage in self.stages:
-            stage.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        self.head.reset(
-            num_classes, global_pool, in_features=self.num_features, **get_device_dtype(self)
-        )
-        self.head_hidden_size = self.head.num_features
-
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Forward that also returns the outputs of the stages in `indices` (NCHW)."""
-        if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        stages = (
-            self.stages
-            if torch.jit.is_scripting() or not stop_early
-            else self.stages[: max_index + 1]
-        )
-        intermediates = []
-        x = self.stem(x)
-        for i, stage in enumerate(stages):
-            x = stage(x)
-            if i in take_indices:
-                intermediates.append(x)
-        if intermediates_only:
-            return intermediates
-        return self.conv_head(x), intermediates
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        """Drop the stages after the last index kept (and the last conv, head) for features."""
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        self.stages = self.stages[: max_index + 1]
-        if max_index < len(self.feature_info) - 1:
-            self.conv_head = nn.Identity()
-            self.num_features = self.feature_info[max_index]["num_chs"]
-            prune_head = True
-        if prune_head:
-            self.reset_classifier(0, "")
-        return take_indices
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv_head(self.stages(self.stem(x)))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(x, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _init_weights(module: nn.Module, name: str = "") -> None:

@@ -338,7 +338,9 @@ class OSNet(nn.Module):
                 intermediates.append(x)
         if intermediates_only:
             return intermediates
-        return self.final_conv(x), intermediates
+        if len(stages) == len(self.stages):
+            x = self.final_conv(x)
+        return x, intermediates
 
     def prune_intermediate_layers(
         self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
