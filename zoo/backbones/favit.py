@@ -28,25 +28,11 @@ from timm.models import (
 from torch import nn
 
 from zoo.operators.favit import FactorizationSelfAttention
+from zoo.operators.mix_ffn import MixFfn
 
 from ._hierarchical import NormHeadNet, stage_group_matcher
 
 __all__ = ["FaViT"]
-
-
-class MixFfn(nn.Module):
-    """1x1 conv, 3x3 depthwise conv, GELU, 1x1 conv (PVTv2's Mix-FFN)."""
-
-    def __init__(self, dim: int, hidden: int, device=None, dtype=None):
-        super().__init__()
-        dd = {"device": device, "dtype": dtype}
-        self.fc1 = nn.Conv2d(dim, hidden, 1, **dd)
-        self.dwconv = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden, **dd)
-        self.act = nn.GELU()
-        self.fc2 = nn.Conv2d(hidden, dim, 1, **dd)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.dwconv(self.fc1(x))))
 
 
 class FaViTBlock(nn.Module):

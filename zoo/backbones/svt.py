@@ -39,26 +39,12 @@ from timm.models import (
 from timm.models.cait import ClassAttn
 from torch import nn
 
+from zoo.operators.mix_ffn import MixFfn
 from zoo.operators.scattering import ScatterMixer
 
 from ._hierarchical import HierarchicalNet
 
 __all__ = ["SVT"]
-
-
-class ConvFFN(nn.Module):
-    """PVTv2's MLP: 1x1 conv, 3x3 depthwise conv, GELU, 1x1 conv (NCHW)."""
-
-    def __init__(self, dim: int, hidden: int, device=None, dtype=None):
-        super().__init__()
-        dd = {"device": device, "dtype": dtype}
-        self.fc1 = nn.Conv2d(dim, hidden, 1, **dd)
-        self.dwconv = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden, **dd)
-        self.act = nn.GELU()
-        self.fc2 = nn.Conv2d(hidden, dim, 1, **dd)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.dwconv(self.fc1(x))))
 
 
 class GlobalAttention2d(nn.Module):
@@ -94,7 +80,7 @@ class SVTBlock(nn.Module):
         else:
             self.mixer = ScatterMixer(dim, size=scatter_size, **dd)
         self.norm2 = LayerNorm2d(dim, eps=1e-6, **dd)
-        self.mlp = ConvFFN(dim, int(dim * mlp_ratio), **dd)
+        self.mlp = MixFfn(dim, int(dim * mlp_ratio), **dd)
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
