@@ -101,6 +101,10 @@ class CFSR(nn.Module):
         super().__init__()
         self.in_chans, self.scale = in_chans, scale
         with torch.device(device) if device is not None else nullcontext():
+            # subtracted before the body and added back after it (zeros for grey images);
+            # not saved: a constant of the recipe, not a learned parameter
+            mean = DIV2K_RGB_MEAN if in_chans == 3 else (0.0,) * in_chans
+            self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
             self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, padding=1)
             block_kwargs = dict(
                 kernel_size=kernel_size,
@@ -122,7 +126,6 @@ class CFSR(nn.Module):
         return reparameterize(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.new_tensor(DIV2K_RGB_MEAN).view(1, 3, 1, 1) if self.in_chans == 3 else 0.0
-        x = self.conv_first(x - mean)
+        x = self.conv_first(x - self.mean)
         x = x + self.conv_after_body(self.norm(self.layers(x)))
-        return self.upsample(x) + mean
+        return self.upsample(x) + self.mean

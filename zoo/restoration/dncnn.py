@@ -102,5 +102,5 @@ class DnCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.scale > 1:
-            x = bicubic_resize(x, self.scale)
+            x = bicubic_resize(x, float(self.scale))
         return x - self.body(x)

@@ -29,6 +29,7 @@ from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_module
 from torch import nn
 
 from .pixels import bicubic_resize
@@ -100,14 +101,19 @@ class SelectiveKernelFusion(nn.Module):
         return (stacked * weights).sum(1)
 
 
+@register_notrace_module  # its padding mode depends on the input's size: a leaf for torch.fx
 class BlurDownsample(nn.Module):
     """Anti-aliased stride-2 downsampling: a fixed [1, 2, 1] binomial blur per channel."""
 
+    def __init__(self):
+        super().__init__()
+        taps = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("kernel", torch.outer(taps, taps) / 16, persistent=False)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        taps = x.new_tensor([1.0, 2.0, 1.0])
-        kernel = (torch.outer(taps, taps) / 16).expand(x.shape[1], 1, 3, 3)
+        kernel = self.kernel.expand(x.shape[1], 1, 3, 3)
         # reflection needs a side of at least 2; a 1-pixel map is replicated instead
-        mode = "reflect" if min(x.shape[-2:]) > 1 else "replicate"
+        mode = "reflect" if x.shape[-2] > 1 and x.shape[-1] > 1 else "replicate"
         return F.conv2d(F.pad(x, (1, 1, 1, 1), mode=mode), kernel, stride=2, groups=x.shape[1])
 
 
@@ -254,8 +260,8 @@ class MIRNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.scale > 1:
-            x = bicubic_resize(x, self.scale)
-        h, w = x.shape[-2:]
+            x = bicubic_resize(x, float(self.scale))
+        h, w = x.shape[-2], x.shape[-1]
         padded = F.pad(x, (0, -w % self.multiple, 0, -h % self.multiple), mode="replicate")
         out = padded + self.conv_out(self.body(self.conv_in(padded)))
         return out[..., :h, :w]

@@ -90,5 +90,5 @@ class MixerBody(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.conv_first(x)
         features = features + self.conv_after_body(self.blocks(features))
-        base = bicubic_resize(x, self.scale) if self.scale > 1 else x
+        base = bicubic_resize(x, float(self.scale)) if self.scale > 1 else x
         return base + self.upsample(features)
