@@ -113,3 +113,9 @@ def test_a_backbone_config_may_carry_its_own_learning_rate(make_cfg, task):
         == 0.1
     )
     assert default != 0.00042
+
+
+def test_a_backbone_config_may_carry_its_own_classification_budget(make_cfg):
+    assert make_cfg().trainer.max_epochs == 15
+    assert make_cfg("backbone=crossvit").trainer.max_epochs == 40
+    assert make_cfg("backbone=crossvit", "trainer.max_epochs=3").trainer.max_epochs == 3
