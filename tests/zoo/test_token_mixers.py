@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from timm.models._features_fx import get_notrace_functions, get_notrace_modules
 
 from zoo.operators import create_token_mixer, list_token_mixers
 
@@ -23,3 +24,30 @@ def test_mixer_builds_on_meta_device(name):
     with torch.device("meta"):
         mixer = create_token_mixer(name, 128)
     assert all(t.device.type == "meta" for t in [*mixer.parameters(), *mixer.buffers()])
+
+
+class TimmTracer(torch.fx.Tracer):
+    """torch.fx as timm traces: its notrace modules stay leaves, its notrace functions calls."""
+
+    def __init__(self):
+        super().__init__(autowrap_functions=tuple(get_notrace_functions()))
+
+    def is_leaf_module(self, module: torch.nn.Module, qualified_name: str) -> bool:
+        leaf = isinstance(module, tuple(get_notrace_modules()))
+        return leaf or super().is_leaf_module(module, qualified_name)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+@pytest.mark.parametrize("name", list_token_mixers())
+def test_mixer_scripts_and_traces(name):
+    # timm's suite scripts and fx-traces every grid model: each mixer must allow both, with
+    # data-dependent Python marked as a timm notrace leaf
+    torch.manual_seed(0)
+    # inside a container, as in a model: a mixer that is itself a notrace leaf stays one
+    mixer = torch.nn.Sequential(create_token_mixer(name, 64)).eval()
+    x = torch.randn(2, 64, 9, 7)
+    traced = torch.fx.GraphModule(mixer, TimmTracer().trace(mixer))
+    with torch.no_grad():
+        expected = mixer(x)
+        torch.testing.assert_close(traced(x), expected)
+        torch.testing.assert_close(torch.jit.script(mixer)(x), expected)

@@ -15,6 +15,7 @@ The layers are timm's; this module only adapts them to (B, C, H, W) in and out.
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_module
 from timm.models.convit import GPSA
 from timm.models.ghostnet import GhostModuleV2
 from timm.models.inception_next import InceptionDWConv2d
@@ -57,6 +58,7 @@ def relative_indices(height: int, width: int) -> torch.Tensor:
 
 
 @register_token_mixer("gpsa")
+@register_notrace_module  # rebuilds its position table when the size changes: a torch.fx leaf
 class GPSAMixer(nn.Module):
     """ConViT's GPSA over the H x W tokens of a feature map (32 channels per head)."""
 

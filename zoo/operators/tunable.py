@@ -15,6 +15,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_module
 from torch import nn
 
 from .registry import register_token_mixer
@@ -22,6 +23,7 @@ from .registry import register_token_mixer
 __all__ = ["TunableConv2d"]
 
 
+@register_notrace_module  # branches on the tuning parameter's shape: a leaf for torch.fx
 class TunableConv2d(nn.Module):
     """N parallel kernels mixed by the tuning parameter `p` given at call time.
 
@@ -69,14 +71,14 @@ class TunableConv2d(nn.Module):
             bias = p @ self.bias if self.bias is not None else None
             return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
         # per-image kernels: fold the batch into groups of one grouped convolution
-        batch, channels = x.shape[:2]
+        batch, channels, height, width = x.shape
         weight = torch.einsum("bn,noihw->boihw", p, self.weight).flatten(0, 1)
         bias = (p @ self.bias).flatten() if self.bias is not None else None
         y = F.conv2d(
-            x.reshape(1, batch * channels, *x.shape[2:]),
+            x.reshape(1, batch * channels, height, width),
             weight, bias, self.stride, self.padding, self.dilation, self.groups * batch,
         )  # fmt: skip
-        return y.view(batch, -1, *y.shape[2:])
+        return y.view(batch, -1, y.shape[-2], y.shape[-1])
 
 
 class _TunableMixer(nn.Module):
