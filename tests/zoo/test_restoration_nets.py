@@ -180,13 +180,11 @@ def test_restoration_contract(name):
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 @pytest.mark.parametrize("name", [n for n in RESTORATION_NETS if n != "mirnet"])
 def test_restoration_nets_leave_python(name):
-    # a trained model is deployed through torch.export, or TorchScript where it can be scripted
-    # (MIRNet's cross-scale exchange indexes its modules by stream: TorchScript cannot)
+    # a trained model leaves Python through torch.export or TorchScript
     torch.manual_seed(0)
     model = timm.create_model(name, in_chans=1, scale=2).eval()
     x = torch.rand(1, 1, 8, 6)
     with torch.no_grad():
         expected = model(x)
         torch.testing.assert_close(torch.export.export(model, (x,)).module()(x), expected)
-        if not name.startswith("mirnet"):
-            torch.testing.assert_close(torch.jit.script(model)(x), expected)
+        torch.testing.assert_close(torch.jit.script(model)(x), expected)

@@ -187,19 +187,29 @@ class MultiScaleResidualBlock(nn.Module):
         self.fuse_full = SelectiveKernelFusion(dim, streams)
         self.conv_out = nn.Conv2d(dim, dim, 3, padding=1, bias=False)
 
+    def _resample(self, x: torch.Tensor, src: int, dst: int) -> torch.Tensor:
+        """Stream `src`'s map at the scale and width of stream `dst`."""
+        # TorchScript indexes module containers with constants only: look the key up by name
+        key = f"{src}to{dst}"
+        for name, resample in self.resample.items():
+            if name == key:
+                return resample(x)
+        return x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = [self.units[0](x)]
-        for j in range(1, self.streams):
-            outs.append(self.units[j](self.resample[f"{j - 1}to{j}"](outs[-1])))
+        outs: list[torch.Tensor] = []
+        for j, unit in enumerate(self.units):
+            outs.append(unit(x if j == 0 else self._resample(outs[-1], j - 1, j)))
         for _ in range(1, self.columns):
-            gathered = [
-                self.exchange[j](
-                    [o if k == j else self.resample[f"{k}to{j}"](o) for k, o in enumerate(outs)]
-                )
-                for j in range(self.streams)
-            ]
-            outs = [self.units[j](g) for j, g in enumerate(gathered)]
-        full = [outs[0]] + [up(o) for up, o in zip(self.to_full, outs[1:])]
+            gathered: list[torch.Tensor] = []
+            for j, exchange in enumerate(self.exchange):
+                gathered.append(exchange([self._resample(o, k, j) for k, o in enumerate(outs)]))
+            outs = []
+            for j, column_unit in enumerate(self.units):  # the same DAUs, the next column
+                outs.append(column_unit(gathered[j]))
+        full = [outs[0]]
+        for k, up in enumerate(self.to_full):
+            full.append(up(outs[k + 1]))
         return x + self.conv_out(self.fuse_full(full))
 
 
