@@ -169,7 +169,7 @@ class MultiScaleResidualBlock(nn.Module):
 
     def __init__(self, dim: int, streams: int = 3, columns: int = 2):
         super().__init__()
-        self.streams, self.columns = streams, columns
+        self.columns = columns
         widths = [dim * 2**s for s in range(streams)]
         # one DAU per stream, applied in every column (the official model's shared columns)
         self.units = nn.ModuleList([DualAttentionUnit(w) for w in widths])
