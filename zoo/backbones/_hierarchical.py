@@ -108,15 +108,23 @@ class HierarchicalNet(nn.Module):
     def prune_intermediate_layers(
         self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
     ) -> list[int]:
-        """Drop the stages after the last index kept (and the head) for feature extraction."""
+        """Drop the stages after the last index kept, the tail and the head as asked."""
         take_indices, max_index = feature_take_indices(len(self.stages), indices)
         self.stages = self.stages[: max_index + 1]
         prune_end = max_index < len(self.feature_info) - 1
+        self._prune_tail(prune_norm, prune_end)
         if prune_end:
             self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
         if prune_head or prune_end:
-            self.reset_classifier(0, "", reset_other=True)
+            self._drop_head()
         return take_indices
+
+    def _prune_tail(self, prune_norm: bool, prune_end: bool) -> None:
+        """Drop what sits between the last stage and the head (none here) as pruning asks."""
+
+    def _drop_head(self) -> None:
+        """Leave the head's pooling and classifier out: features only."""
+        self.reset_classifier(0, "", reset_other=True)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Image -> the first stage's input."""
@@ -140,74 +148,54 @@ class HierarchicalNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-class NormHeadNet(HierarchicalNet):
-    """`HierarchicalNet` with a final `norm` (its `final_norm`) and a `ClassifierHead` `head`.
+class _ClassifierHeadNet(HierarchicalNet):
+    """`HierarchicalNet` with timm's `ClassifierHead` `head`, which has no hidden layer (so
+    `head_hidden_size` is `num_features`) and nothing else to reset."""
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        self.num_classes = num_classes
+        self.head.reset(
+            num_classes, global_pool, in_features=self.num_features, **get_device_dtype(self)
+        )
+
+    def _drop_head(self) -> None:
+        self.reset_classifier(0, "")
+
+
+class NormHeadNet(_ClassifierHeadNet):
+    """A final `norm` (its `final_norm`) after the last stage, and a `ClassifierHead` `head`.
 
     The norm is sized for the last stage, so it applies to that stage's output only and is
-    dropped with any stage pruned away. `head_hidden_size` stays `num_features`: timm's
-    `ClassifierHead` has no hidden layer.
+    dropped with any stage pruned away.
     """
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:
         return stage_group_matcher(coarse, tail=r"^norm")
 
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        self.head.reset(
-            num_classes, global_pool, in_features=self.num_features, **get_device_dtype(self)
-        )
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        """Drop the stages after the last index kept, the final norm and the head as asked."""
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        self.stages = self.stages[: max_index + 1]
-        prune_end = max_index < len(self.feature_info) - 1
+    def _prune_tail(self, prune_norm: bool, prune_end: bool) -> None:
         if prune_norm or prune_end:
             self.norm = nn.Identity()
-        if prune_end:
-            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
-        if prune_head or prune_end:
-            self.reset_classifier(0, "")
-        return take_indices
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(x)
 
 
-class ConvHeadNet(HierarchicalNet):
-    """`HierarchicalNet` with a widening 1x1 `conv_head` and a `ClassifierHead` `head`.
+class ConvHeadNet(_ClassifierHeadNet):
+    """A widening 1x1 `conv_head` after the last stage, and a `ClassifierHead` `head`.
 
     The conv changes the channel count, so unlike a final norm it never applies to an
     intermediate: `forward_intermediates(norm=True)` returns the stages' outputs as they are.
+    It is sized for the last stage and dropped with any stage pruned away.
     """
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:
         return stage_group_matcher(coarse, tail=r"^conv_head")
 
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        self.head.reset(
-            num_classes, global_pool, in_features=self.num_features, **get_device_dtype(self)
-        )
-        self.head_hidden_size = self.head.num_features
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        """Drop the stages after the last index kept, with the conv head sized for the last."""
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        self.stages = self.stages[: max_index + 1]
-        prune_end = max_index < len(self.feature_info) - 1
+    def _prune_tail(self, prune_norm: bool, prune_end: bool) -> None:
         if prune_end:
             self.conv_head = nn.Identity()
-            self.num_features = self.feature_info[max_index]["num_chs"]
-        if prune_head or prune_end:
-            self.reset_classifier(0, "")
-        return take_indices
 
     def pre_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv_head(x)
