@@ -7,7 +7,6 @@ python train.py mode=test ckpt_path=logs/.../checkpoints/last.ckpt
 """
 
 import difflib
-import netrc
 import os
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
@@ -28,6 +28,8 @@ from rich.table import Table
 import zoo  # noqa: F401  (registers the zoo's backbones in timm)
 from tasks.callbacks import Throughput
 from tasks.results import RESULTS_FILE, count_gmacs, count_parameters, git_commit, write_results
+from tasks.sweep import run_job, threads_per_job
+from tasks.wandb_runs import finish_wandb_run, wandb_has_credentials
 
 ROOT = Path(__file__).resolve().parent
 console = Console()
@@ -110,13 +112,22 @@ def backbone_normalization(name: str) -> tuple[tuple[float, ...], tuple[float, .
     return tuple(mean), tuple(std)
 
 
-def wandb_has_credentials() -> bool:
-    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE") in ("offline", "disabled"):
-        return True
-    try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
-    except (FileNotFoundError, netrc.NetrcParseError):
-        return False
+def wandb_run_identity(cfg: DictConfig) -> dict[str, Any]:
+    """A W&B run's name, tags, job type and group: what its dashboards filter and group by.
+
+    Named `<model>-<task>-<data>`, tagged with each choice and, for the operator grid, the token
+    mixer; one group per sweep, so that a sweep's runs are compared in one panel.
+    """
+    choices = HydraConfig.get().runtime.choices
+    task, data, backbone = choices.get("task"), choices.get("data"), choices.get("backbone")
+    tags = [*cfg.get("tags", []), f"backbone:{backbone}", f"model:{cfg.backbone.name}"]
+    tags += [f"task:{task}", f"data:{data}"]
+    if cfg.backbone.get("mixer"):
+        tags.append(f"mixer:{cfg.backbone.mixer}")
+    identity = {"name": f"{cfg.backbone.name}-{task}-{data}", "tags": tags, "job_type": task}
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        identity["group"] = Path(HydraConfig.get().sweep.dir).name
+    return identity
 
 
 def make_loggers(cfg: DictConfig) -> list:
@@ -124,8 +135,7 @@ def make_loggers(cfg: DictConfig) -> list:
     for _name, logger_cfg in (cfg.get("logger") or {}).items():
         overrides: dict[str, Any] = {}
         if "WandbLogger" in logger_cfg._target_:
-            if HydraConfig.get().mode == RunMode.MULTIRUN:
-                overrides["group"] = Path(HydraConfig.get().sweep.dir).name
+            overrides |= wandb_run_identity(cfg)
             if not logger_cfg.offline and not wandb_has_credentials():
                 overrides["offline"] = True
                 console.print(
@@ -158,6 +168,8 @@ def gather_results(
         "job": HydraConfig.get().job.get("num")
         if HydraConfig.get().mode == RunMode.MULTIRUN
         else None,
+        "status": "completed",
+        "overrides": list(HydraConfig.get().overrides.task),
         "main_metric": task.main_metric,
         "main_metric_mode": task.mode,
         "metrics": metrics,
@@ -173,8 +185,16 @@ def gather_results(
         "best_checkpoint": getattr(checkpoint, "best_model_path", None) or cfg.ckpt_path,
         "git_commit": git_commit(ROOT),
         "seed": cfg.seed,
+        "torch_threads": torch.get_num_threads(),
         "mode": cfg.mode,
+        **task.extra_results(),
     }
+
+
+def wandb_summary(results: dict[str, Any]) -> dict[str, Any]:
+    """results.json flattened for a W&B run summary (its scatter and parallel-coordinates panels)."""
+    keys = ("params", "params_m", "gmacs", "train_images_per_s", "infer_images_per_s", "epochs")
+    return {**results["metrics"], **{k: results[k] for k in keys if results.get(k) is not None}}
 
 
 def print_results(results: dict[str, Any], path: Path) -> None:
@@ -242,16 +262,36 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     path = Path(cfg.paths.output_dir) / RESULTS_FILE
     write_results(path, results)
     print_results(results, path)
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.summary.update(wandb_summary(results))
+    finish_wandb_run(failed=False)  # the next job of a sweep starts a run of its own
     return results
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    results = run(cfg)
+    """Hydra's task function: one run, or one job of a multirun."""
     # the return value is what Hydra's sweepers optimise
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        threads = threads_per_job(HydraConfig.get().launcher)
+        if threads is not None:
+            torch.set_num_threads(threads)
+        return run_job(cfg, run, log=console.print)
+    results = run(cfg)
     return results["metrics"].get(results["main_metric"])
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("CONVZOO_ROOT", str(ROOT))  # read by conf/paths (see there why)
+    # Parallel launchers (joblib's loky, submitit) pickle the task function. Taken from the
+    # module `train`, not `__main__`, it pickles by reference, and the workers import it from
+    # ROOT; from `__main__` cloudpickle would copy it with its globals (a console and a lock).
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
+    )
     torch.set_float32_matmul_precision("high")
-    main()
+    import train
+
+    hydra.main(version_base="1.3", config_path=str(ROOT / "conf"), config_name="train")(
+        train.main
+    )()

@@ -104,6 +104,10 @@ class BaseTask(L.LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
 
+    def extra_results(self) -> dict[str, Any]:
+        """Task-specific entries for results.json (baselines, calibration...); none by default."""
+        return {}
+
     def check_finite(self, loss: torch.Tensor) -> torch.Tensor:
         """Stop on a NaN/inf loss before it reaches the weights, saying what to try."""
         if not torch.isfinite(loss):

@@ -1,15 +1,20 @@
 """A run's results.json, and the summary table a sweep gathers from them."""
 
 import csv
+import difflib
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
+
+from .wandb_runs import log_sweep_table
 
 RESULTS_FILE = "results.json"
 
@@ -59,11 +64,12 @@ def summary_rows(results: list[dict[str, Any]]) -> tuple[list[str], list[dict[st
     """One flat row per job, best first by each job's main metric; and the column order."""
 
     def flat(r: dict) -> dict:
-        row = {"job": r.get("job"), **r.get("choices", {})}
+        row = {"job": r.get("job"), "status": r.get("status", "completed"), **r.get("choices", {})}
         row.update({k: v for k, v in r.get("metrics", {}).items()})
         row.update(
             {k: r.get(k) for k in ("params_m", "gmacs", "train_images_per_s", "infer_images_per_s")}
         )
+        row["error"] = r.get("error")
         return row
 
     def key(r: dict) -> float:
@@ -98,10 +104,83 @@ def write_summary(sweep_dir: Path) -> Path | None:
     return sweep_dir / "summary.md"
 
 
+def unknown_key_message(config: DictConfig, key: str) -> str | None:
+    """None when `key` is in `config`; else what is wrong, with the closest existing keys."""
+    parts = key.split(".")
+    for depth in range(1, len(parts) + 1):
+        parent_key, name = ".".join(parts[: depth - 1]), parts[depth - 1]
+        parent = (
+            OmegaConf.select(config, parent_key, throw_on_resolution_failure=False)
+            if parent_key
+            else config
+        )
+        if not isinstance(parent, DictConfig):
+            return None  # a list or a value: Hydra's own check says what is wrong
+        if name not in parent:
+            siblings = [f"{parent_key}.{k}" if parent_key else str(k) for k in parent]
+            close = difflib.get_close_matches(".".join(parts[:depth]), siblings, n=3, cutoff=0.5)
+            hint = f" Closest: {', '.join(close)}." if close else ""
+            return f"the config has no key {'.'.join(parts[:depth])!r}.{hint}"
+    return None
+
+
+def check_override_keys(config: DictConfig, overrides: list[str]) -> None:
+    """Refuse a sweep whose overrides name keys the config lacks, naming the closest keys.
+
+    Hydra refuses them too, but without suggestions. Keys under a group that the sweep itself
+    switches (`task=a,b task.x=1,2`) are left to Hydra: the base config shows only one of those
+    groups. Exits (status 2) before any job starts; an exception would only be a warning here,
+    as Hydra turns a callback's exceptions into warnings.
+    """
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
+    for override in parsed:
+        key = override.key_or_group
+        if override.is_add() or override.is_delete() or override.is_force_add() or "." not in key:
+            continue
+        if key.startswith("hydra.") or key.split(".")[0] in swept:
+            continue
+        problem = unknown_key_message(config, key)
+        if problem:
+            print(
+                f"{override.input_line}: {problem} Add a new key with +{key}=..., or list the "
+                "keys with: python train.py --cfg job",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
+
+
+def failed_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
+    """The records of the jobs of `sweep_dir` that did not complete."""
+    return [r for r in read_results(sweep_dir) if r.get("status", "completed") != "completed"]
+
+
 class SweepSummary(Callback):
-    """Hydra callback: at the end of a multirun, gather the jobs into one table."""
+    """Hydra callback: at the end of a multirun, gather the jobs into one table.
+
+    A sweep whose jobs did not all complete lists them and exits with status 1, so that a
+    script or a CI job running the sweep sees the failure.
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_override_keys(config, list(config.hydra.overrides.task))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        path = write_summary(Path(config.hydra.sweep.dir))
+        sweep_dir = Path(config.hydra.sweep.dir)
+        path = write_summary(sweep_dir)
         if path is not None:
             print(f"Sweep summary: {path}\n{path.read_text()}")
+            wandb_cfg = OmegaConf.select(config, "logger.wandb", throw_on_resolution_failure=False)
+            if wandb_cfg is not None:
+                columns, rows = summary_rows(read_results(sweep_dir))
+                folder = log_sweep_table(
+                    sweep_dir, columns, rows, project=wandb_cfg.project, offline=wandb_cfg.offline
+                )
+                print(f"W&B: sweep summary table in {folder}")
+        failed = failed_jobs(sweep_dir)
+        for record in failed:
+            print(f"job {record.get('job')} {record.get('status')}: {record.get('error', '')}")
+        if failed:
+            print(f"{len(failed)} job(s) of the sweep did not complete; rerun the same command "
+                  f"with hydra.sweep.dir={sweep_dir} to run only those.")  # fmt: skip
+            raise SystemExit(1)

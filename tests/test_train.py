@@ -1,14 +1,11 @@
 """End to end through train.run: fit/test, results.json, resume, evaluation, sweeps."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
 import train
-from tests.conftest import ROOT
 
 QUICK = ["trainer.max_epochs=2", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
          "trainer.limit_test_batches=2", "data.batch_size=16"]  # fmt: skip
@@ -83,23 +80,6 @@ def test_wandb_offline_without_credentials(make_cfg, tmp_path, monkeypatch, caps
     train.run(make_cfg(*QUICK, "trainer.max_epochs=1", logger="wandb"))
     assert "wandb sync" in capsys.readouterr().out
     assert list((tmp_path / "wandb").glob("offline-run-*"))
-
-
-@pytest.mark.slow
-def test_sweep_writes_sorted_summary(tmp_path):
-    sweep_dir = tmp_path / "sweep"
-    subprocess.run(
-        [sys.executable, "train.py", "-m", "backbone=inceptionnext,hornet", "debug=fdr",
-         "data.batch_size=8", f"hydra.sweep.dir={sweep_dir}"],
-        cwd=ROOT, check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    rows = (sweep_dir / "summary.csv").read_text().strip().splitlines()
-    assert len(rows) == 3  # header + one row per job
-    header = rows[0].split(",")
-    acc = [float(r.split(",")[header.index("test/acc")]) for r in rows[1:]]
-    assert acc == sorted(acc, reverse=True)
-    assert {r.split(",")[header.index("backbone")] for r in rows[1:]} == {"inceptionnext", "hornet"}
-    assert (sweep_dir / "summary.md").read_text().startswith("| job |")
 
 
 @pytest.mark.parametrize("task", ["classification", "segmentation", "detection",
