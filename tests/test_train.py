@@ -1,11 +1,13 @@
-"""End to end through train.run: fit/test, results.json, resume, evaluation, sweeps."""
+"""End to end through train.run: fit/test, results.json, resume, evaluation, loggers (sweeps: test_sweeps.py)."""
 
 import json
 
 import pytest
 import torch
+import wandb
 
 import train
+from tests.wandb_records import read_offline_run
 
 QUICK = ["trainer.max_epochs=2", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
          "trainer.limit_test_batches=2", "data.batch_size=16"]  # fmt: skip
@@ -79,7 +81,17 @@ def test_wandb_offline_without_credentials(make_cfg, tmp_path, monkeypatch, caps
     monkeypatch.setenv("HOME", str(tmp_path))
     train.run(make_cfg(*QUICK, "trainer.max_epochs=1", logger="wandb"))
     assert "wandb sync" in capsys.readouterr().out
-    assert list((tmp_path / "wandb").glob("offline-run-*"))
+    wandb.teardown()  # the run is finished; this waits for W&B's service to flush its file
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    run = read_offline_run(run_dir)
+    assert run["name"] == "inception_next_atto-classification-digits"
+    assert run["job_type"] == "classification"
+    assert {"backbone:inceptionnext", "task:classification", "data:digits"} <= set(run["tags"])
+    # the panels' axes: test metrics, size, cost and speed
+    assert {"test/acc", "params", "gmacs", "train_images_per_s"} <= run["summary_keys"]
+    assert {"task", "backbone", "data", "trainer"} <= run["config_keys"]  # the resolved config
+    media = {p.name.split("_")[0] for p in (run_dir / "files" / "media").rglob("*.png")}
+    assert {"confusion", "predictions"} <= media  # every figure the task writes
 
 
 @pytest.mark.parametrize("task", ["classification", "segmentation", "detection",
