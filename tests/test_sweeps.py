@@ -16,10 +16,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import optuna
 import pytest
+from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
+from optuna.trial import TrialState
 
+from hydra_plugins.convzoo_optuna.optuna_sweeper import ConvzooOptunaSweeper
 from tasks.results import check_override_keys
 from tasks.sweep import job_lock, run_job, threads_per_job
 from tests.conftest import ROOT
@@ -198,3 +203,80 @@ def test_a_job_running_in_another_sweep_is_skipped(make_cfg, tmp_path):
 )  # fmt: skip
 def test_threads_per_job(launcher, cores, expected):
     assert threads_per_job(OmegaConf.create(launcher), cpu_count=cores) == expected
+
+
+class FakeLauncher:
+    """Returns one preset outcome per job: a value, NaN, or a failure (None)."""
+
+    def __init__(self, outcomes):
+        self.outcomes = list(outcomes)
+        self.launched = []
+
+    def launch(self, batch, initial_job_idx):
+        self.launched += [(initial_job_idx + i, overrides) for i, overrides in enumerate(batch)]
+        results = []
+        for _ in batch:
+            value = self.outcomes.pop(0)
+            status = JobStatus.FAILED if value is None else JobStatus.COMPLETED
+            results.append(JobReturn(status=status, _return_value=value))
+        return results
+
+
+def make_sweeper(tmp_path, n_trials, outcomes, monkeypatch):
+    sweeper = ConvzooOptunaSweeper(direction="maximize", n_trials=n_trials, n_jobs=1,
+                                   study_name="s", storage=None, seed=0,
+                                   params={"task.optimizer.lr": "tag(log, interval(1e-4, 1e-2))",
+                                           "data.batch_size": "choice(8, 16)"})  # fmt: skip
+    sweeper.hydra_context = SimpleNamespace(config_loader=None)
+    sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    sweeper.sweep_dir = tmp_path
+    sweeper.launcher = FakeLauncher(outcomes)
+    monkeypatch.setattr(sweeper, "validate_batch_is_legal", lambda batch: None)
+    return sweeper
+
+
+def test_optuna_marks_failed_and_nan_trials_failed_and_goes_on(tmp_path, monkeypatch):
+    sweeper = make_sweeper(tmp_path, 4, [0.5, float("nan"), None, 0.7], monkeypatch)
+    sweeper.sweep(["debug=fdr"])
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert [t.state for t in study.trials] == [
+        TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE]  # fmt: skip
+    assert [job for job, _ in sweeper.launcher.launched] == [0, 1, 2, 3]  # job N is trial N
+    overrides = sweeper.launcher.launched[0][1]
+    assert overrides[0] == "debug=fdr" and overrides[1].startswith("task.optimizer.lr=")
+    best = OmegaConf.load(tmp_path / "best_trial.yaml")
+    assert best.trial == 3 and best.value == 0.7 and "task.optimizer.lr" in best.params
+
+
+def test_optuna_study_continues_after_a_kill(tmp_path, monkeypatch):
+    make_sweeper(tmp_path, 2, [0.1, 0.2], monkeypatch).sweep([])
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.load_study(study_name="s", storage=storage).ask()  # a trial a killed sweep left open
+    sweeper = make_sweeper(tmp_path, 2, [0.3, 0.4], monkeypatch)
+    sweeper.sweep([])
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert len(study.trials) == 5 and study.trials[2].state == TrialState.FAIL
+    assert [job for job, _ in sweeper.launcher.launched] == [3, 4]  # new job dirs, none reused
+    assert OmegaConf.load(tmp_path / "best_trial.yaml").value == 0.4
+
+
+def test_optuna_direction_follows_the_task(make_cfg):
+    sweeper = ConvzooOptunaSweeper("auto", 1, 1, "s", None, 0, {})
+    sweeper.config = make_cfg("task=classification")
+    assert sweeper.task_direction() == "maximize"
+
+
+@pytest.mark.slow
+def test_optuna_sweep_runs_and_reruns_into_the_same_study(tmp_path):
+    first = sweep(
+        "hparams_search=optuna", "hydra.sweeper.n_trials=2", "debug=fdr", log_dir=tmp_path
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    sweep_dir = only_sweep_dir(tmp_path)
+    again = sweep("hparams_search=optuna", "hydra.sweeper.n_trials=1", "debug=fdr",
+                  f"hydra.sweep.dir={sweep_dir}", log_dir=tmp_path)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    study = optuna.load_study(study_name="convzoo", storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
+    assert len(study.trials) == 3
+    assert sorted(p.name for p in sweep_dir.glob("[0-9]*")) == ["0", "1", "2"]
+    assert OmegaConf.load(sweep_dir / "best_trial.yaml").trials == 3
