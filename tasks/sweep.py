@@ -11,6 +11,7 @@ and data modules never see any of it.
 import fcntl
 import json
 import os
+import shutil
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -106,6 +107,11 @@ def run_job(cfg: DictConfig, run: Callable[[DictConfig], dict[str, Any]], log: C
         if previous.get("status") == "completed":
             log(f"job {identity['job']}: completed earlier ({folder / RESULTS_FILE}); skipped")
             return previous.get("metrics", {}).get(previous.get("main_metric"))
+        if previous.get("status") == "failed" and (folder / "checkpoints").is_dir():
+            # a rerun starts afresh: Lightning would resume from the failure's interrupted.ckpt
+            stale = folder / "checkpoints.failed"
+            shutil.rmtree(stale, ignore_errors=True)
+            (folder / "checkpoints").rename(stale)
         last = folder / "checkpoints" / "last.ckpt"
         if previous.get("status") in ("running", "interrupted") and last.is_file():
             if not cfg.get("ckpt_path"):

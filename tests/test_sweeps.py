@@ -20,6 +20,7 @@ from types import SimpleNamespace
 
 import optuna
 import pytest
+import yaml
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
@@ -280,3 +281,13 @@ def test_optuna_sweep_runs_and_reruns_into_the_same_study(tmp_path):
     assert len(study.trials) == 3
     assert sorted(p.name for p in sweep_dir.glob("[0-9]*")) == ["0", "1", "2"]
     assert OmegaConf.load(sweep_dir / "best_trial.yaml").trials == 3
+
+
+def test_wandb_sweep_example_passes_valid_hydra_overrides(make_cfg):
+    # W&B's own ${...} macros, not OmegaConf interpolations: read as plain YAML
+    sweep_cfg = yaml.safe_load((ROOT / "conf" / "wandb_sweep.yaml").read_text())
+    assert "${args_no_hyphens}" in sweep_cfg["command"]  # `key=value`, as Hydra reads them
+    for key, spec in sweep_cfg["parameters"].items():
+        value = spec["values"][0] if "values" in spec else spec["min"]
+        make_cfg(f"{key}={value}")  # composes: the key exists and the value fits
+    assert sweep_cfg["metric"]["name"] == "test/acc"  # the default task's main metric
