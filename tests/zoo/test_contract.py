@@ -12,15 +12,19 @@ import torch
 from timm.models import _registry
 
 import zoo
+from zoo.backbones.metaformer_1d import is_sequence_model
 from zoo.backbones.restoration_nets import is_restoration_net
 
 ZOO_MODULES = {m.name for m in pkgutil.iter_modules(zoo.backbones.__path__)}
 # image -> image restoration networks (DnCNN, CFSR ...) are no classifiers: their contract is
-# tests/zoo/test_restoration_nets.py::test_restoration_contract
+# tests/zoo/test_restoration_nets.py::test_restoration_contract; the 1D sequence models take
+# (B, C, L): theirs is tests/zoo/test_sequence_mixers.py
 ZOO_MODELS = sorted(
     n
     for n in timm.list_models()
-    if _registry._model_to_module.get(n) in ZOO_MODULES and not is_restoration_net(n)
+    if _registry._model_to_module.get(n) in ZOO_MODULES
+    and not is_restoration_net(n)
+    and not is_sequence_model(n)
 )
 
 
