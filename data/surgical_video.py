@@ -15,7 +15,10 @@ import csv
 import hashlib
 import json
 import re
-from collections.abc import Callable, Sequence
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,12 +100,31 @@ def decode_video(
         raise VideoDataError(f"{path}: the video has no decodable frames")
     result = (np.stack(frames), np.asarray(indices, np.int64), total, fps)
     if cache is not None:
-        cache.mkdir(parents=True, exist_ok=True)
-        np.save(cache / "frames.npy", result[0])
-        np.save(cache / "indices.npy", result[1])
-        # written last: its presence says the cache is complete
-        (cache / "meta.json").write_text(json.dumps({"total": total, "fps": fps}))
+        with staged_folder(cache) as staging:
+            np.save(staging / "frames.npy", result[0])
+            np.save(staging / "indices.npy", result[1])
+            (staging / "meta.json").write_text(json.dumps({"total": total, "fps": fps}))
     return result
+
+
+@contextmanager
+def staged_folder(final: Path) -> Iterator[Path]:
+    """A folder to write into, renamed to `final` when complete.
+
+    Several processes (test workers, DDP ranks, data-loader workers) may fill the same cache at
+    once: each writes a staging folder of its own, and the first rename wins, so no reader ever
+    sees half-written files. A `final` left without the process that made it is replaced.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}-"))
+    try:
+        yield staging
+        try:
+            staging.rename(final)
+        except OSError:  # another process got there first: its copy is as good as ours
+            pass
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _check_frame_count(path: Path, rows: int, total: int, tolerance: int) -> None:
@@ -416,11 +438,16 @@ class SyntheticSurgeryDataModule(Cholec80DataModule):
         return f"synthetic surgeries at {self.root}, videos per split {self.counts}"
 
     def prepare_data(self) -> None:
-        done = self.root / "complete.json"
-        if done.is_file():
+        if (self.root / "complete.json").is_file():
             return
-        generate_cholec80(self.root, self.counts, **self.render, seed=self.seed)
-        done.write_text(json.dumps({**self.render, "counts": self.counts}))
+        # a folder without its marker is stale (staged folders arrive whole, marker included)
+        if self.root.exists() and not (self.root / "complete.json").is_file():
+            shutil.rmtree(self.root, ignore_errors=True)
+        with staged_folder(self.root) as staging:
+            generate_cholec80(staging, self.counts, **self.render, seed=self.seed)
+            (staging / "complete.json").write_text(
+                json.dumps({**self.render, "counts": self.counts})
+            )
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare_data()  # also when setup is called without a Trainer (tests, scripts)
