@@ -1,9 +1,11 @@
 """Shared fixtures: compose train.yaml the way `python train.py ...` would, into a temp dir."""
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -11,6 +13,14 @@ from omegaconf import DictConfig, open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Share the cores between pytest-xdist's workers (`make test` runs two): each would start
+    one torch thread per core, and two workers x two threads on two cores thrash."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:

@@ -25,10 +25,34 @@ FEW_CROPS = ["data.samples_per_epoch=4", "data.batch_size=2"]
 # overrides that make each task's embedded default data tiny
 TINY = {
     "classification": ["data.batch_size=4"],
+    # volatility: 120 simulated intervals (about 100 samples), batches of 4
+    "volatility": ["data.intervals=120", "data.batch_size=4"],
     "segmentation": TWO_SCENES,
     "detection": TWO_SCENES,
     "super_resolution": [*FEW_CROPS, "data.patch_size=12", "data.eval_size=16"],
     "denoising": [*FEW_CROPS, "data.patch_size=16", "data.eval_size=24"],
+    # re-ID: 32 px square crops (as classification's), 2 x 2 PK batches, a few identities
+    "reid": [
+        "data.image_size=32",
+        "data.aspect_ratio=1.0",
+        "data.train_ids=8",
+        "data.test_ids=3",
+        "data.val_ids=2",
+        "data.distractors=2",
+        "data.cameras=3",
+        "data.ids_per_batch=2",
+        "data.images_per_id=2",
+        "data.batch_size=8",
+        "data.verify=false",
+    ],
+    # surgical video: one 14 s synthetic video per split, clips of 4 frames of 32 px, batches of 2
+    "surgical_video": [
+        "data.videos={train:1,val:1,test:1}",
+        "data.seconds=[14,14]",
+        "data.clip_frames=4",
+        "data.image_size=32",
+        "data.batch_size=2",
+    ],
 }
 
 # the zoo's image -> image networks: whole restoration models, no backbones
@@ -45,6 +69,27 @@ REFUSED: dict[tuple[str, str], str] = {
     # nor a classifier head
     **{
         (backbone, "classification"): "image restoration network.*not a classifier"
+        for backbone in RESTORATION_NETS
+    },
+    # volatility pools a backbone's features into a regression head: they have none
+    **{
+        (backbone, "volatility"): "image restoration network.*not a classifier.*task=volatility"
+        for backbone in RESTORATION_NETS
+    },
+    # the 1D sequence MetaFormer reads volatility's sequences; every image task refuses it
+    **{
+        ("metaformer_1d", task): "1D sequence model.*task=volatility"
+        for task in TASKS
+        if task != "volatility"
+    },
+    # re-ID pools a classifier backbone's feature map: they have none
+    **{
+        (backbone, "reid"): "image restoration network.*not a classifier.*task=reid"
+        for backbone in RESTORATION_NETS
+    },
+    # surgical video runs a classifier backbone on every frame: they have no features
+    **{
+        (backbone, "surgical_video"): "cannot serve task=surgical_video.*image restoration network"
         for backbone in RESTORATION_NETS
     },
 }
