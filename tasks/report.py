@@ -92,6 +92,7 @@ def plot_task(task: str, runs: list[dict[str, Any]], folder: Path) -> Path:
             ax.set_xscale("log")
         ax.set_xlabel(label + (" (lower is better)" if lower_is_better else " (higher is better)"))
         ax.set_ylabel(f"{metric} ({'higher' if mode == 'max' else 'lower'} is better)")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(5))  # long GMAC labels must not overlap
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     figure.suptitle(f"{task}: {len(best)} backbones")
@@ -128,7 +129,7 @@ def plot_heatmap(by_task: dict[str, list[dict[str, Any]]], folder: Path) -> Path
     metrics = [by_task[t][0]["main_metric"] for t in tasks]
     ax.set_xticks(range(len(tasks)), [f"{t}\n{m}" for t, m in zip(tasks, metrics)], fontsize=8)
     ax.set_yticks(range(len(backbones)), backbones, fontsize=8)
-    ax.set_title("main metric per backbone and task (colour: rank within the task, green best)")
+    ax.set_title("main metric per backbone and task\n(colour: rank within the task, green best)")
     figure.tight_layout()
     path = folder / "heatmap.png"
     figure.savefig(path, dpi=110)
