@@ -58,11 +58,21 @@ def pareto_front(costs: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.array(sorted(front, key=lambda i: costs[i]), dtype=int)
 
 
+def run_label(run: dict[str, Any]) -> str:
+    """The backbone config, with the token mixer of the operator grid when one was chosen."""
+    label = run["choices"]["backbone"]
+    mixer = next(
+        (o.split("=", 1)[1] for o in run.get("overrides", []) if o.startswith("backbone.mixer=")),
+        None,
+    )
+    return f"{label}:{mixer}" if mixer else label
+
+
 def best_per_backbone(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """One run per backbone config: the best by the task's main metric."""
+    """One run per backbone config (and grid mixer): the best by the task's main metric."""
     best: dict[str, dict[str, Any]] = {}
     for run in runs:
-        name = run["choices"]["backbone"]
+        name = run_label(run)
         sign = 1 if run.get("main_metric_mode", "max") == "max" else -1
         if name not in best or sign * run["main_value"] > sign * best[name]["main_value"]:
             best[name] = run
@@ -75,7 +85,7 @@ def plot_task(task: str, runs: list[dict[str, Any]], folder: Path) -> Path:
     metric, mode = best[0]["main_metric"], best[0].get("main_metric_mode", "max")
     figure, axes = plt.subplots(1, len(COST_AXES), figsize=(5 * len(COST_AXES), 4.2))
     for ax, (key, label, lower_is_better) in zip(axes, COST_AXES):
-        points = [(r[key], r["main_value"], r["choices"]["backbone"]) for r in best if r.get(key)]
+        points = [(r[key], r["main_value"], run_label(r)) for r in best if r.get(key)]
         if not points:
             ax.set_axis_off()
             ax.set_title(f"no {label} recorded")
@@ -107,7 +117,7 @@ def plot_heatmap(by_task: dict[str, list[dict[str, Any]]], folder: Path) -> Path
     """Backbone x task main metrics. Colour is the rank within each task's column (tasks'
     metrics have different units and directions); the cell text is the value itself."""
     tasks = sorted(by_task)
-    backbones = sorted({r["choices"]["backbone"] for runs in by_task.values() for r in runs})
+    backbones = sorted({run_label(r) for runs in by_task.values() for r in runs})
     values = np.full((len(backbones), len(tasks)), np.nan)
     colour = np.full_like(values, np.nan)
     for j, task in enumerate(tasks):
@@ -147,7 +157,7 @@ def markdown_table(runs: list[dict[str, Any]]) -> list[str]:
     metric = best[0]["main_metric"]
     lines = [f"| backbone | model | {metric} | params (M) | GMACs | infer img/s | run |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in best:
-        cells = [r["choices"]["backbone"], r["choices"].get("model", ""), f"{r['main_value']:.4g}"]
+        cells = [run_label(r), r["choices"].get("model", ""), f"{r['main_value']:.4g}"]
         cells += [f"{r[k]:.3g}" if r.get(k) is not None else "" for k, _, _ in COST_AXES]
         lines.append("| " + " | ".join([*cells, f"`{r['path']}`"]) + " |")
     return lines

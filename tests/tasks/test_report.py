@@ -57,3 +57,13 @@ def test_report_writes_pictures_and_markdown_for_every_task(tmp_path):
 def test_report_of_an_empty_folder_says_so(tmp_path):
     with pytest.raises(FileNotFoundError, match="no completed results.json"):
         main([str(tmp_path)])
+
+
+def test_grid_mixers_are_told_apart(tmp_path):
+    runs = [record("metaformer_grid", "classification", 0.9, 12.0),
+            record("metaformer_grid", "classification", 0.8, 11.0)]  # fmt: skip
+    runs[0]["overrides"], runs[1]["overrides"] = ["backbone.mixer=gnconv"], ["backbone.mixer=aff"]
+    write_runs(tmp_path, runs)
+    main([str(tmp_path)])
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| metaformer_grid:gnconv |" in report and "| metaformer_grid:aff |" in report
