@@ -15,19 +15,17 @@ from typing import Any, ClassVar, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
-import timm
 import torch
 from torch import nn
 from torchmetrics import Metric, MetricCollection, R2Score
 from torchmetrics.regression import MeanSquaredError
 
+from zoo.backbones.metaformer_1d import is_sequence_model
+
 from .base import BaseTask
 from .baselines import fit_baselines
 
 Loss = Literal["mse_log_var", "qlike"]
-
-#: The cfg note of the zoo's 1D sequence backbones (zoo/backbones/metaformer_1d.py).
-SEQUENCE_NOTE = "sequence_1d"
 
 
 # torchmetrics has neither RMSPE nor QLIKE: written here, as Metrics so that they sync over DDP
@@ -127,8 +125,7 @@ class VolatilityTask(BaseTask):
 
     def configure_models(self) -> None:
         name = self.hparams.backbone
-        notes = getattr(timm.get_pretrained_cfg(name.split(".")[0]), "notes", None) or ()
-        is_sequence = SEQUENCE_NOTE in notes
+        is_sequence = is_sequence_model(name)
         if is_sequence != (self.hparams.representation == "sequence"):
             kind = "a 1D sequence model" if is_sequence else "a 2D image backbone"
             wanted = "sequence" if is_sequence else "image"

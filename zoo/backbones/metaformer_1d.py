@@ -30,6 +30,8 @@ from torch import nn
 
 from zoo.operators.seq_registry import create_sequence_mixer, list_sequence_mixers
 
+from ._cfg_notes import has_cfg_note
+
 __all__ = ["SEQUENCE_NOTE", "MetaFormer1d", "is_sequence_model"]
 
 #: In the `notes` of every 1D sequence model's pretrained cfg.
@@ -38,10 +40,7 @@ SEQUENCE_NOTE = "sequence_1d"
 
 def is_sequence_model(name: str) -> bool:
     """Whether the timm model `name` is one of these 1D sequence models (by its cfg note)."""
-    import timm
-
-    cfg = timm.get_pretrained_cfg(name.split(".")[0])
-    return cfg is not None and SEQUENCE_NOTE in (cfg.notes or ())
+    return has_cfg_note(name, SEQUENCE_NOTE)
 
 
 class LayerNorm1d(nn.LayerNorm):

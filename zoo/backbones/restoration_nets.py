@@ -19,11 +19,12 @@ timm's own model suite (../shared/tools/timm_contract) tests classifiers and doe
 their contract is tests/zoo/test_restoration_nets.py::test_restoration_contract.
 """
 
-import timm
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
 from zoo.restoration import CFSR, ESPCN, DnCNN, MIRNet, MixerBody
+
+from ._cfg_notes import has_cfg_note
 
 __all__ = ["RESTORATION_NOTE", "is_restoration_net"]
 
@@ -33,8 +34,7 @@ RESTORATION_NOTE = "image_restoration"
 
 def is_restoration_net(name: str) -> bool:
     """Whether the timm model `name` is one of these image -> image networks (by its cfg note)."""
-    cfg = timm.get_pretrained_cfg(name.split(".")[0])
-    return cfg is not None and RESTORATION_NOTE in (cfg.notes or ())
+    return has_cfg_note(name, RESTORATION_NOTE)
 
 
 _CLASSIFIER_ARGS = ("num_classes", "global_pool", "features_only", "out_indices", "drop_rate")

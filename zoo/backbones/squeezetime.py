@@ -26,7 +26,6 @@ each first block, the CTL layout and position sizes) follow the official reposit
 (Apache-2.0).
 """
 
-import timm
 import torch
 from timm.layers import ClassifierHead
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
@@ -34,6 +33,7 @@ from torch import nn
 
 from zoo.operators.ctl import ChannelTimeLearning
 
+from ._cfg_notes import has_cfg_note
 from ._hierarchical import NormHeadNet
 
 __all__ = ["TIME_IN_CHANNELS_NOTE", "SqueezeTime", "folds_time_into_channels"]
@@ -44,8 +44,7 @@ TIME_IN_CHANNELS_NOTE = "time_in_channels"
 
 def folds_time_into_channels(name: str) -> bool:
     """Whether timm model `name` takes a clip as (B, C * T, H, W) (by its pretrained cfg note)."""
-    cfg = timm.get_pretrained_cfg(name.split(".")[0])
-    return cfg is not None and TIME_IN_CHANNELS_NOTE in (cfg.notes or ())
+    return has_cfg_note(name, TIME_IN_CHANNELS_NOTE)
 
 
 class CTLBottleneck(nn.Module):
