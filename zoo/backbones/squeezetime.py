@@ -28,7 +28,7 @@ each first block, the CTL layout and position sizes) follow the official reposit
 
 import torch
 from timm.layers import ClassifierHead
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
 from torch import nn
 
 from zoo.operators.ctl import ChannelTimeLearning
@@ -102,8 +102,6 @@ class SqueezeTimeStage(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.downsample(x)
         if self.grad_checkpointing and not torch.jit.is_scripting():
-            from timm.models import checkpoint_seq
-
             return checkpoint_seq(self.blocks, x)
         return self.blocks(x)
 

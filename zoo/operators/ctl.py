@@ -27,6 +27,7 @@ outputs of convolutional backbones where T * C is small (the early stages: the 3
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_function
 from torch import nn
 
 __all__ = ["ChannelTimeLearning", "FramesCTL", "InterTemporalObjectInteraction"]
@@ -64,10 +65,15 @@ class InterTemporalObjectInteraction(nn.Module):
 
     def forward(self, x: torch.Tensor, importance: torch.Tensor) -> torch.Tensor:
         g = self.encode(x * importance)
-        pos = self.pos_embed
-        if pos.shape[-2:] != g.shape[-2:]:
-            pos = F.interpolate(pos, size=g.shape[-2:], mode="bilinear", align_corners=True)
-        return self.short_conv(x) * self.gate(self.mix(g + pos))
+        return self.short_conv(x) * self.gate(self.mix(g + resize_position(self.pos_embed, g)))
+
+
+@register_notrace_function  # a shape-dependent branch: a leaf for torch.fx
+def resize_position(pos: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The position embedding at `like`'s spatial size (bilinear when it differs)."""
+    if pos.shape[-2:] != like.shape[-2:]:
+        pos = F.interpolate(pos, size=like.shape[-2:], mode="bilinear", align_corners=True)
+    return pos
 
 
 class ChannelTimeLearning(nn.Module):
