@@ -20,6 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -84,6 +85,19 @@ def check_run(cfg: DictConfig) -> None:
         raise ConfigError("mode=test evaluates a checkpoint: set ckpt_path=<path to .ckpt>")
     if cfg.ckpt_path and not Path(cfg.ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={cfg.ckpt_path!r}: no such checkpoint file")
+    check_distributed_launch(cfg)
+
+
+def check_distributed_launch(cfg: DictConfig) -> None:
+    """Refuse DDP inside a local multirun: Lightning starts each extra process by running
+    train.py again with the same arguments, which would start the whole sweep again."""
+    relaunches = cfg.trainer.get("strategy") == "ddp" and not SLURMEnvironment.detect()
+    if relaunches and HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise ConfigError(
+            "trainer=ddp cannot run inside a local multirun (-m): Lightning starts each DDP "
+            "process by running train.py again. Run DDP jobs one at a time, or sweep on SLURM "
+            "(hydra/launcher=slurm), where SLURM starts the processes."
+        )
 
 
 def apply_min_input_size(cfg: DictConfig) -> None:
@@ -259,6 +273,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     results = gather_results(cfg, task, datamodule, trainer)
     results["wall_seconds"] = time.perf_counter() - started
+    if not trainer.is_global_zero:
+        return results  # under DDP the first process writes the run's one results.json
     path = Path(cfg.paths.output_dir) / RESULTS_FILE
     write_results(path, results)
     print_results(results, path)

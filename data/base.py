@@ -6,7 +6,8 @@ from typing import ClassVar
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 def reduce_channels(stats: Sequence[float], in_chans: int) -> tuple[float, ...]:
@@ -20,6 +21,20 @@ def reduce_channels(stats: Sequence[float], in_chans: int) -> tuple[float, ...]:
     if in_chans == 1:
         return (sum(stats) / len(stats),)
     return tuple(stats[i % len(stats)] for i in range(in_chans))
+
+
+def evaluation_sampler(dataset: Dataset, trainer: L.Trainer | None) -> Sampler | None:
+    """Under DDP, a sampler that gives each evaluation sample to exactly one process.
+
+    Lightning's default (a `DistributedSampler`) pads the last batch with repeated samples so
+    that every process gets as many: test metrics would count those twice. In a single process,
+    None (the loader's own sequential order).
+    """
+    if trainer is None or trainer.world_size == 1:
+        return None
+    return UnrepeatedDistributedSampler(
+        dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+    )
 
 
 class BaseDataModule(L.LightningDataModule):
@@ -79,10 +94,12 @@ class BaseDataModule(L.LightningDataModule):
         if split not in self.datasets:
             self.setup("fit" if split in ("train", "val") else "test")
         world_size = self.trainer.world_size if self.trainer is not None else 1
+        training = split == "train"
         return DataLoader(
             self.datasets[split],
             batch_size=max(self.batch_size // world_size, 1),
-            shuffle=split == "train",
+            shuffle=training,
+            sampler=None if training else evaluation_sampler(self.datasets[split], self.trainer),
             drop_last=split == "train" and len(self.datasets[split]) > self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -28,7 +28,7 @@ from albumentations.pytorch import ToTensorV2
 from pytorch_metric_learning.samplers import MPerClassSampler
 from torch.utils.data import DataLoader, Dataset
 
-from .base import BaseDataModule
+from .base import BaseDataModule, evaluation_sampler
 from .images import is_image, read_image, verify_images
 from .synth.pedestrians import write_market1501
 
@@ -268,7 +268,8 @@ class ReIDDataModule(BaseDataModule):
     def _dataloader_factory(self, split: str) -> DataLoader:
         if split not in self.datasets:
             self.setup("fit" if split == "val" else "test")
-        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=False,
+        return DataLoader(self.datasets[split], batch_size=self.batch_size,
+                          sampler=evaluation_sampler(self.datasets[split], self.trainer),
                           num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)  # fmt: skip
 

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from zoo.restoration.pixels import bicubic_resize, quantize
 
-from .base import BaseDataModule
+from .base import BaseDataModule, evaluation_sampler
 from .images import is_image, read_image, verify_images
 
 Array = np.ndarray
@@ -459,7 +459,12 @@ class RestorationDataModule(BaseDataModule):
         if split not in self.datasets:
             self.setup("fit" if split == "val" else "test")
         # whole images differ in size: one per batch
-        return DataLoader(self.datasets[split], batch_size=1, num_workers=self.num_workers)
+        return DataLoader(
+            self.datasets[split],
+            batch_size=1,
+            sampler=evaluation_sampler(self.datasets[split], self.trainer),
+            num_workers=self.num_workers,
+        )
 
 
 class SuperResolutionDataModule(RestorationDataModule):

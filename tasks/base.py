@@ -124,7 +124,13 @@ class BaseTask(L.LightningModule):
         return loss
 
     def log_figure(self, key: str, figure: plt.Figure) -> None:
-        """Write `figure` as `<run dir>/figures/<key>.png` and send it to the logger."""
+        """Write `figure` as `<run dir>/figures/<key>.png` and send it to the logger.
+
+        Under DDP only the first process writes: one set of figures per run.
+        """
+        if not self.trainer.is_global_zero:
+            plt.close(figure)
+            return
         safe_key = key.replace("/", "_")
         folder = Path(self.trainer.default_root_dir) / "figures"
         folder.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,7 @@ from zoo.backbones.restoration_nets import is_restoration_net
 
 from .base import BaseTask
 from .bessel import fit_vmf_concentration, vmf_log_normalizer
+from .distributed import gather_list
 from .heads.reid import BNNeck, GeneralizedMeanPool
 from .retrieval import (
     DISTRACTOR_PID,
@@ -193,10 +194,13 @@ class ReIDTask(BaseTask):
         self._collect(batch)
 
     def _evaluate(self, split: str) -> tuple[RetrievalResult, dict[str, torch.Tensor]] | None:
-        if not self._outputs:
+        outputs, self._outputs = gather_list(self._outputs), []
+        if not outputs:
             return None
-        out = {k: torch.cat([o[k] for o in self._outputs]) for k in self._outputs[0]}
-        self._outputs = []
+        out = {k: torch.cat([o[k] for o in outputs]) for k in outputs[0]}
+        # the data set's order whatever the number of processes: ties rank the same way
+        order = out["index"].argsort()
+        out = {k: v[order] for k, v in out.items()}
         q, g = out["is_query"], ~out["is_query"]
         if not q.any() or not g.any():
             rank_zero_warn(f"{split}: the evaluated batches hold no query or no gallery image")

@@ -234,7 +234,7 @@ class RestorationTask(BaseTask):
         """Log loss and metrics of `restored` and of every baseline; return the 8-bit outputs."""
         target = batch["target"]
         n = len(target)
-        self.log(f"{split}/loss", self.criterion(restored, target), batch_size=n)
+        self.log(f"{split}/loss", self.criterion(restored, target), batch_size=n, sync_dist=True)
         outputs = {self.restored_name: quantize(restored)}
         metrics.update(outputs[self.restored_name], target)
         self.log_dict(metrics, batch_size=n, prog_bar=split == "val")

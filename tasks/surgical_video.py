@@ -61,6 +61,7 @@ from zoo.operators.ctl import FramesCTL
 from zoo.operators.delta import DeltaActivation
 
 from .base import BaseTask
+from .distributed import gather_list
 from .heads import IncompatibleBackboneError
 from .heads.temporal import FeatureAdapter, TemporalModel, build_temporal_model
 
@@ -297,12 +298,15 @@ class SurgicalVideoTask(BaseTask):
         loss = sum(terms.values())
         metrics.update(logits, target)
         n = int(mask.sum())
-        self.log(f"{split}/loss", loss, batch_size=n, prog_bar=split != "test")
+        sync = split != "train"  # evaluation figures are averaged over DDP processes
+        self.log(f"{split}/loss", loss, batch_size=n, prog_bar=split != "test", sync_dist=sync)
         if len(terms) > 1:
-            self.log_dict({f"{split}/loss_{k}": v for k, v in terms.items()}, batch_size=n)
+            self.log_dict(
+                {f"{split}/loss_{k}": v for k, v in terms.items()}, batch_size=n, sync_dist=sync
+            )
         if deltas:
             sparsity = torch.stack([d.sparsity for d in deltas]).mean()
-            self.log(f"{split}/delta_sparsity", sparsity, batch_size=n)
+            self.log(f"{split}/delta_sparsity", sparsity, batch_size=n, sync_dist=sync)
         self.log_dict(metrics, batch_size=n, prog_bar=split == "val")
         return loss, out
 
@@ -352,6 +356,9 @@ class SurgicalVideoTask(BaseTask):
         self.confusion.reset()
         datamodule = getattr(self.trainer, "datamodule", None)
         videos = getattr(datamodule, "videos", {}).get("test", [])
+        for timeline in gather_list([self._timeline]):  # other processes' frames, under DDP
+            for v, frames in timeline.items():
+                self._timeline.setdefault(v, {}).update(frames)
         shown = sorted(self._timeline)[: self.hparams.plot_videos]
         if shown:
             sequences = []
@@ -369,10 +376,10 @@ class SurgicalVideoTask(BaseTask):
                                       batch["tools"][mask].cpu()))  # fmt: skip
 
     def _log_tool_map(self, split: str) -> None:
-        if not self._tool_scores:
+        tool_scores, self._tool_scores = gather_list(self._tool_scores), []
+        if not tool_scores:
             return
-        scores, targets = (torch.cat(x) for x in zip(*self._tool_scores))
-        self._tool_scores = []
+        scores, targets = (torch.cat(x) for x in zip(*tool_scores))
         present = targets.sum(0) > 0  # AP is undefined for a tool absent from the split
         if not present.any():
             return

@@ -24,6 +24,7 @@ from zoo.backbones.metaformer_1d import is_sequence_model
 
 from .base import BaseTask
 from .baselines import fit_baselines
+from .distributed import gather_list
 
 Loss = Literal["mse_log_var", "qlike"]
 
@@ -184,7 +185,13 @@ class VolatilityTask(BaseTask):
         predicted = self.to_volatility(output.detach())
         metrics.update(predicted, batch["target"])
         n = len(output)
-        self.log(f"{split}/loss", loss, batch_size=n, prog_bar=split != "test")
+        self.log(
+            f"{split}/loss",
+            loss,
+            batch_size=n,
+            prog_bar=split != "test",
+            sync_dist=split != "train",
+        )
         self.log_dict(metrics, batch_size=n, prog_bar=split == "val")
         return loss, predicted
 
@@ -208,7 +215,8 @@ class VolatilityTask(BaseTask):
             )
 
     def on_test_epoch_end(self) -> None:
-        index, predicted, realised = (torch.cat(x).numpy() for x in zip(*self._test_outputs))
+        outputs = gather_list(self._test_outputs)
+        index, predicted, realised = (torch.cat(x).numpy() for x in zip(*outputs))
         order = np.argsort(index)
         index, predicted, realised = index[order], predicted[order], realised[order]
         datamodule = getattr(self.trainer, "datamodule", None)
