@@ -7,7 +7,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 
 def reduce_channels(stats: Sequence[float], in_chans: int) -> tuple[float, ...]:
@@ -27,14 +27,17 @@ def evaluation_sampler(dataset: Dataset, trainer: L.Trainer | None) -> Sampler |
     """Under DDP, a sampler that gives each evaluation sample to exactly one process.
 
     Lightning's default (a `DistributedSampler`) pads the last batch with repeated samples so
-    that every process gets as many: test metrics would count those twice. In a single process,
-    None (the loader's own sequential order).
+    that every process gets as many: test metrics would count those twice. A set smaller than
+    the number of processes is padded all the same: a process without a single batch would skip
+    the epoch-end hooks where the others wait for it. In a single process, None (the loader's
+    own sequential order).
     """
     if trainer is None or trainer.world_size == 1:
         return None
-    return UnrepeatedDistributedSampler(
-        dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
-    )
+    share = dict(num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False)
+    if len(dataset) < trainer.world_size:
+        return DistributedSampler(dataset, **share)
+    return UnrepeatedDistributedSampler(dataset, **share)
 
 
 class BaseDataModule(L.LightningDataModule):

@@ -89,3 +89,6 @@ def test_evaluation_sampler_gives_every_sample_to_one_process():
     shares = [list(evaluation_sampler(dataset, TwoProcesses(rank))) for rank in (0, 1)]
     assert sorted(shares[0] + shares[1]) == list(range(7))  # no sample twice, none missing
     assert evaluation_sampler(dataset, None) is None
+    # fewer samples than processes: padded, so that no process goes without a batch
+    single = torch.utils.data.TensorDataset(torch.arange(1))
+    assert [len(evaluation_sampler(single, TwoProcesses(rank))) for rank in (0, 1)] == [1, 1]
