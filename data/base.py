@@ -57,6 +57,11 @@ class BaseDataModule(L.LightningDataModule):
 
     #: The task this data serves; train.py refuses a (task, data) pair that differs.
     task: ClassVar[str]
+    #: Config keys naming the files or folders read (a path or a glob): tasks/preflight.py
+    #: checks that they exist before anything is built.
+    input_keys: ClassVar[tuple[str, ...]] = ()
+    #: Config keys naming the folders written (caches): preflight checks they can be written.
+    cache_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,

@@ -198,6 +198,7 @@ class FashionMNISTDataModule(ArrayClassificationDataModule):
         subset: Use only this many training images (None: all 60000), for quick runs.
     """
 
+    input_keys = ("root",)
     FILES = {
         "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -262,6 +263,8 @@ class ImageFolderDataModule(ClassificationDataModule):
         in_chans: 3 (RGB) or 1 (grey-scale); images are converted on read.
         split_fractions: (val, test) fractions when the folder has no split folders.
     """
+
+    input_keys = ("root",)
 
     def __init__(
         self,

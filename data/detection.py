@@ -239,6 +239,8 @@ class ShapesOnPhotosDataModule(DetectionDataModule):
 class _FileDetectionDataModule(DetectionDataModule):
     """Datamodules over annotated image files: `_records(split)` gives each split's records."""
 
+    input_keys = ("root",)
+
     def __init__(self, root: str, in_chans: int = 3, verify: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.root = Path(root).expanduser()

@@ -286,6 +286,8 @@ class ReIDDataModule(BaseDataModule):
 class Market1501DataModule(ReIDDataModule):
     """Market-1501 or DukeMTMC-reID at `root` (see `ReIDDataModule`)."""
 
+    input_keys = ("root", "test_root")
+
 
 def _cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -306,6 +308,8 @@ class SyntheticPedestriansDataModule(ReIDDataModule):
         root: Where the sets are written; None for ~/.cache/convzoo/pedestrians/<parameters>.
         **kwargs: See `ReIDDataModule`.
     """
+
+    cache_keys = ("root",)
 
     def __init__(
         self,

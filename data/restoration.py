@@ -536,6 +536,8 @@ class FolderSuperResolutionDataModule(SuperResolutionDataModule):
         **kwargs: See `SuperResolutionDataModule`.
     """
 
+    input_keys = ("root",)
+
     def __init__(
         self,
         root: str,
@@ -624,6 +626,8 @@ class BenchmarkSuperResolutionDataModule(SuperResolutionDataModule):
         val_fraction: Part of the `train_root` images held out for validation.
         **kwargs: See `SuperResolutionDataModule`.
     """
+
+    input_keys = ("root", "train_root")
 
     def __init__(
         self,
@@ -725,6 +729,8 @@ class NoisyPairsDataModule(DenoisingDataModule):
         split_fractions: (val, test) fractions when `root` has no split folders.
         **kwargs: See `DenoisingDataModule` (`sigma` is unused: the noise is real).
     """
+
+    input_keys = ("root",)
 
     def __init__(
         self,

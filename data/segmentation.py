@@ -264,6 +264,8 @@ class InstrumentsDataModule(SegmentationDataModule):
 class _FileSegmentationDataModule(SegmentationDataModule):
     """Datamodules over (image, mask) files: `self.pairs[split]` filled by `_scan()`."""
 
+    input_keys = ("root",)
+
     def __init__(self, root: str, in_chans: int = 3, verify: bool = True,
                  palette: Sequence[Sequence[int]] | None = None, **kwargs):  # fmt: skip
         super().__init__(**kwargs)

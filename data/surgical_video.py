@@ -338,6 +338,8 @@ class SurgicalVideoDataModule(BaseDataModule):
         **kwargs: See `BaseDataModule`.
     """
 
+    cache_keys = ("cache_dir",)
+
     task = "surgical_video"
 
     def __init__(self, clip_frames: int = 8, sample_fps: float | None = 1.0, image_size: int = 64,
@@ -424,6 +426,8 @@ class Cholec80DataModule(SurgicalVideoDataModule):
         **kwargs: See `SurgicalVideoDataModule`.
     """
 
+    input_keys = ("root",)
+
     def __init__(self, root: str, splits: dict[str, str | Sequence[int]] | None = None,
                  **kwargs):  # fmt: skip
         super().__init__(**kwargs)
@@ -474,6 +478,9 @@ class SyntheticSurgeryDataModule(Cholec80DataModule):
         root: Where to write the videos (default: under `cache_dir`).
         **kwargs: See `SurgicalVideoDataModule`.
     """
+
+    input_keys = ()
+    cache_keys = ("cache_dir", "root")
 
     def __init__(self, videos: dict[str, int] | None = None,
                  seconds: Sequence[float] = (150.0, 240.0), render_size: int = 64,
@@ -526,6 +533,8 @@ class VideoFolderDataModule(SurgicalVideoDataModule):
         tools: Tool column names; None: every column after `phase` in the first CSV.
         **kwargs: See `SurgicalVideoDataModule`.
     """
+
+    input_keys = ("root",)
 
     def __init__(self, root: str, phases: Sequence[str] | None = None,
                  tools: Sequence[str] | None = None, **kwargs):  # fmt: skip

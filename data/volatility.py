@@ -813,6 +813,8 @@ def _glob(pattern: str) -> list[Path]:
 class BinanceTradesDataModule(VolatilityDataModule):
     """Binance aggTrades CSVs (`data.path` a file or a glob of consecutive days), no book."""
 
+    input_keys = ("path",)
+
     def __init__(self, path: str, **kwargs):
         super().__init__(**kwargs)
         self.path = path
@@ -824,6 +826,8 @@ class BinanceTradesDataModule(VolatilityDataModule):
 class LobsterDataModule(VolatilityDataModule):
     """LOBSTER days: `data.path` globs the message files; each `*_message_*` has its
     `*_orderbook_*` beside it."""
+
+    input_keys = ("path",)
 
     def __init__(self, path: str, **kwargs):
         super().__init__(**kwargs)
@@ -839,6 +843,8 @@ class LobsterDataModule(VolatilityDataModule):
 
 class BarsDataModule(VolatilityDataModule):
     """Bars from a CSV (`data.path`): timestamp, open/high/low/close or price, optional volume."""
+
+    input_keys = ("path",)
 
     def __init__(self, path: str, **kwargs):
         super().__init__(**kwargs)
