@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
@@ -118,17 +119,17 @@ class LogDirPreflight(Callback):
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # the run folder's name reads Hydra's runtime (`${hydra:runtime.choices.task}`), which
+        # run_job sets from this same config as its first step: set it a step earlier
+        HydraConfig.instance().set_config(config)
         self._check(config, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.sweep.dir")
 
     def _check(self, config: DictConfig, key: str) -> None:
-        # the run folder's name may need Hydra's runtime (not set yet); the log dir does not
-        folder = OmegaConf.select(config, key, throw_on_resolution_failure=False)
-        what = key if folder is not None else "paths.log_dir"
         try:
-            check_output_folder(Path(folder or config.paths.log_dir), what, config.paths)
+            check_output_folder(Path(OmegaConf.select(config, key)), key, config.paths)
         except StorageError as error:
             print(f"Error: {error}", file=sys.stderr)
             raise SystemExit(1) from error
