@@ -28,6 +28,7 @@ from rich.table import Table
 
 import zoo  # noqa: F401  (registers the zoo's backbones in timm)
 from tasks.callbacks import Throughput
+from tasks.preflight import preflight
 from tasks.results import RESULTS_FILE, count_gmacs, count_parameters, git_commit, write_results
 from tasks.sweep import run_job, threads_per_job
 from tasks.wandb_runs import finish_wandb_run, wandb_has_credentials
@@ -241,6 +242,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     check_run(cfg)
     check_backbone(cfg.backbone.name)
     check_task_data(cfg)
+    preflight(cfg)  # folders written can be written, data read exists (tasks/preflight.py)
     apply_min_input_size(cfg)
     L.seed_everything(cfg.seed, workers=True)
 

@@ -1,6 +1,8 @@
 """What every datamodule shares: splits, loaders, normalisation and the task it serves."""
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import ClassVar
 
 import lightning as L
@@ -8,6 +10,26 @@ import numpy as np
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+
+class DataError(ValueError):
+    """A user's data file that cannot be used as it is; the message names the file and what was
+    expected. Every reader's own error (corrupt image, bad mask, bad annotation ...) is one."""
+
+
+@contextmanager
+def reading(path: Path | str) -> Iterator[None]:
+    """Re-raise any error of reading `path` as a `DataError` that names it.
+
+    Readers check what they know to check, but a decoder or an augmentation can still fail on a
+    file nobody foresaw; in a loader worker that would be a traceback without the file's name.
+    """
+    try:
+        yield
+    except DataError:
+        raise
+    except Exception as error:
+        raise DataError(f"{path}: cannot be used ({type(error).__name__}: {error})") from error
 
 
 def reduce_channels(stats: Sequence[float], in_chans: int) -> tuple[float, ...]:
@@ -53,6 +75,11 @@ class BaseDataModule(L.LightningDataModule):
 
     #: The task this data serves; train.py refuses a (task, data) pair that differs.
     task: ClassVar[str]
+    #: Config keys naming the files or folders read (a path or a glob): tasks/preflight.py
+    #: checks that they exist before anything is built.
+    input_keys: ClassVar[tuple[str, ...]] = ()
+    #: Config keys naming the folders written (caches): preflight checks they can be written.
+    cache_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,

@@ -18,7 +18,7 @@ from albumentations.pytorch import ToTensorV2
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
-from .base import BaseDataModule
+from .base import BaseDataModule, DataError, reading
 from .images import is_image, read_image, verify_images
 
 Augment = Literal["none", "glyph", "natural"]
@@ -41,13 +41,12 @@ class ClassificationDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        image = self.images[index]
-        if self.read is not None:
-            image = self.read(image)
-        return {
-            "image": self.transform(image=image)["image"],
-            "label": torch.tensor(self.labels[index]),
-        }
+        if self.read is None:
+            image = self.transform(image=self.images[index])["image"]
+        else:
+            with reading(self.images[index]):
+                image = self.transform(image=self.read(self.images[index]))["image"]
+        return {"image": image, "label": torch.tensor(self.labels[index])}
 
 
 def stratified_split(
@@ -174,12 +173,18 @@ FASHION_MNIST_CLASSES = [
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (the MNIST format), gzipped or not."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
+    with reading(path), opener(path, "rb") as f:
         _, dtype_code, ndim = struct.unpack(">HBB", f.read(4))
         if dtype_code != 0x08:
-            raise ValueError(f"{path}: expected unsigned-byte IDX data (0x08), got {dtype_code:#x}")
+            raise DataError(f"{path}: expected unsigned-byte IDX data (0x08), got {dtype_code:#x}")
         shape = struct.unpack(f">{ndim}I", f.read(4 * ndim))
-        return np.frombuffer(f.read(), dtype=np.uint8).reshape(shape)
+        data = f.read()
+    if len(data) != np.prod(shape):
+        raise DataError(
+            f"{path}: its header says {'x'.join(map(str, shape))} bytes of data, the file holds "
+            f"{len(data)}: it is truncated or not an IDX file"
+        )
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
 class FashionMNISTDataModule(ArrayClassificationDataModule):
@@ -193,6 +198,7 @@ class FashionMNISTDataModule(ArrayClassificationDataModule):
         subset: Use only this many training images (None: all 60000), for quick runs.
     """
 
+    input_keys = ("root",)
     FILES = {
         "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -257,6 +263,8 @@ class ImageFolderDataModule(ClassificationDataModule):
         in_chans: 3 (RGB) or 1 (grey-scale); images are converted on read.
         split_fractions: (val, test) fractions when the folder has no split folders.
     """
+
+    input_keys = ("root",)
 
     def __init__(
         self,

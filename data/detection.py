@@ -14,6 +14,7 @@ file, as it means the class list and the annotations disagree.
 
 import json
 import logging
+import math
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Sequence
@@ -26,8 +27,8 @@ import torch
 from albumentations.pytorch import ToTensorV2
 from torch.utils.data import Dataset
 
-from .base import BaseDataModule
-from .images import read_image, verify_images
+from .base import BaseDataModule, DataError, reading
+from .images import image_size, read_image, verify_images
 from .synth.paste import SHAPES, ShapesOnPhotos
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ VOC_DETECTION_CLASSES = [
 ]  # fmt: skip
 
 
-class AnnotationError(ValueError):
+class AnnotationError(DataError):
     """Annotations that disagree with the class list or with their images."""
 
 
@@ -119,14 +120,19 @@ class FileDetectionDataset(Dataset):
         return len(self.records)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        path, (width, height), boxes, labels = self.records[index]
-        image = read_image(path, self.in_chans)
-        if image.shape[:2] != (height, width):
-            raise AnnotationError(
-                f"{path}: the image is {image.shape[1]}x{image.shape[0]} (WxH) but its "
-                f"annotation says {width}x{height}"
-            )
-        return _sample(image, boxes, labels, self.transform)
+        path, size, boxes, labels = self.records[index]
+        with reading(path):
+            image = read_image(path, self.in_chans)
+            check_image_size(path, (image.shape[1], image.shape[0]), size)
+            return _sample(image, boxes, labels, self.transform)
+
+
+def check_image_size(path: Path, actual: tuple[int, int], annotated: tuple[int, int]) -> None:
+    if tuple(actual) != tuple(annotated):
+        raise AnnotationError(
+            f"{path}: the image is {actual[0]}x{actual[1]} (WxH) but its annotation says "
+            f"{annotated[0]}x{annotated[1]}"
+        )
 
 
 class DetectionDataModule(BaseDataModule):
@@ -233,6 +239,8 @@ class ShapesOnPhotosDataModule(DetectionDataModule):
 class _FileDetectionDataModule(DetectionDataModule):
     """Datamodules over annotated image files: `_records(split)` gives each split's records."""
 
+    input_keys = ("root",)
+
     def __init__(self, root: str, in_chans: int = 3, verify: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.root = Path(root).expanduser()
@@ -251,11 +259,55 @@ class _FileDetectionDataModule(DetectionDataModule):
         if self.datasets:
             return
         if self.verify:
-            verify_images(sorted({r[0] for records in self.records.values() for r in records}))
+            sizes = {r[0]: r[1] for records in self.records.values() for r in records}
+            verify_images(sorted(sizes))
+            # the header holds the size: a wrong annotation fails here, not in a loader worker
+            for path, size in sizes.items():
+                check_image_size(path, image_size(path), size)
         for split, records in self.records.items():
             self.datasets[split] = FileDetectionDataset(
                 records, self.transform(split == "train"), self.in_chans
             )
+
+
+#: What each COCO entry must hold, and a check of its values (all must pass).
+COCO_FIELDS = {
+    "categories": ("id", "name"),
+    "images": ("id", "file_name", "width", "height"),
+    "annotations": ("image_id", "category_id", "bbox"),
+}
+
+
+def _is_box(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 4
+        and all(isinstance(v, int | float) and math.isfinite(v) for v in value)
+    )
+
+
+def _check_coco_entries(path: Path, data: dict) -> None:
+    """Every entry has its fields, sizes are positive integers and boxes 4 finite numbers."""
+    if not data["categories"]:
+        raise AnnotationError(f"{path}: no categories; a detector needs at least one class")
+    for key, fields in COCO_FIELDS.items():
+        for position, entry in enumerate(data[key]):
+            where = f"{path}: {key}[{position}]"
+            missing = [f for f in fields if not isinstance(entry, dict) or f not in entry]
+            if missing:
+                raise AnnotationError(f"{where} has no {', '.join(map(repr, missing))}")
+            if key == "images" and not all(
+                isinstance(entry[k], int) and entry[k] > 0 for k in ("width", "height")
+            ):
+                raise AnnotationError(
+                    f"{where} (id {entry['id']}): width {entry['width']!r} and height "
+                    f"{entry['height']!r} must be positive integers"
+                )
+            if key == "annotations" and not _is_box(entry["bbox"]):
+                raise AnnotationError(
+                    f"{where} (id {entry.get('id')}): bbox {entry['bbox']!r} is not 4 finite "
+                    "numbers [x, y, width, height]"
+                )
 
 
 def read_coco(path: Path, image_root: Path) -> tuple[list[str], list[int], list]:
@@ -270,11 +322,14 @@ def read_coco(path: Path, image_root: Path) -> tuple[list[str], list[int], list]
     """
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise AnnotationError(f"cannot read COCO annotations {path}: {error}") from error
     for key in ("images", "annotations", "categories"):
-        if key not in data:
+        if not isinstance(data, dict) or key not in data:
             raise AnnotationError(f"{path}: not a COCO instances file (no {key!r} key)")
+        if not isinstance(data[key], list):
+            raise AnnotationError(f"{path}: {key!r} is a {type(data[key]).__name__}, not a list")
+    _check_coco_entries(path, data)
     categories = sorted(data["categories"], key=lambda c: c["id"])
     ids = [c["id"] for c in categories]
     label_of = {cat_id: i for i, cat_id in enumerate(ids)}
@@ -348,6 +403,17 @@ class COCODataModule(_FileDetectionDataModule):
                 )
 
 
+def _voc_number(path: Path, element: ET.Element, key: str) -> float:
+    text = element.findtext(key)
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise AnnotationError(f"{path}: <{key}> is {text!r}, expected a finite number")
+    return value
+
+
 def read_voc_xml(path: Path, image_dir: Path, class_names: Sequence[str],
                  include_difficult: bool = False) -> tuple:  # fmt: skip
     """Parse one Pascal VOC annotation into a record; returns it and (clipped, dropped) counts.
@@ -361,8 +427,9 @@ def read_voc_xml(path: Path, image_dir: Path, class_names: Sequence[str],
         root = ET.parse(path).getroot()
     except (OSError, ET.ParseError) as error:
         raise AnnotationError(f"cannot read VOC annotation {path}: {error}") from error
-    size = root.find("size")
-    width, height = int(size.findtext("width")), int(size.findtext("height"))
+    width, height = (int(_voc_number(path, root, f"size/{k}")) for k in ("width", "height"))
+    if width < 1 or height < 1:
+        raise AnnotationError(f"{path}: image size {width}x{height} is not positive")
     boxes, labels = [], []
     for obj in root.iter("object"):
         name = obj.findtext("name", "").strip()
@@ -373,8 +440,9 @@ def read_voc_xml(path: Path, image_dir: Path, class_names: Sequence[str],
             )
         if not include_difficult and obj.findtext("difficult", "0").strip() == "1":
             continue
-        box = obj.find("bndbox")
-        x0, y0, x1, y1 = (float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+        x0, y0, x1, y1 = (
+            _voc_number(path, obj, f"bndbox/{k}") for k in ("xmin", "ymin", "xmax", "ymax")
+        )
         boxes.append([x0 - 1, y0 - 1, x1, y1])
         labels.append(class_names.index(name))
     kept, keep, clipped, dropped = sanitize_boxes(np.array(boxes), width, height)

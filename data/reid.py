@@ -28,8 +28,8 @@ from albumentations.pytorch import ToTensorV2
 from pytorch_metric_learning.samplers import MPerClassSampler
 from torch.utils.data import DataLoader, Dataset
 
-from .base import BaseDataModule, evaluation_sampler
-from .images import is_image, read_image, verify_images
+from .base import BaseDataModule, DataError, evaluation_sampler, reading
+from .images import IMAGE_SUFFIXES, is_image, read_image, verify_images
 from .synth.pedestrians import write_market1501
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ NAME_PATTERN = re.compile(r"^(-1|\d+)_c(\d+)(?:s\d+)?_[^/]*$")
 SPLIT_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 
 
-class ReIDFileNameError(ValueError):
+class ReIDFileNameError(DataError):
     """A file whose name does not carry `<pid>_c<camera>`."""
 
 
@@ -70,7 +70,10 @@ def read_folder(folder: Path) -> list[Record]:
             "query/ and bounding_box_test/ (download Market-1501-v15.09.15 from the authors' "
             "page, unzip it and set data.root=<that folder>)"
         )
-    return [Record(p, *parse_name(p)) for p in sorted(folder.iterdir()) if is_image(p)]
+    records = [Record(p, *parse_name(p)) for p in sorted(folder.iterdir()) if is_image(p)]
+    if not records:
+        raise DataError(f"{folder}: no images (expected {', '.join(IMAGE_SUFFIXES)} files)")
+    return records
 
 
 class ReIDDataset(Dataset):
@@ -89,8 +92,10 @@ class ReIDDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         record = self.records[index]
+        with reading(record.path):
+            image = self.transform(image=self.raw_image(index))["image"]
         return {
-            "image": self.transform(image=self.raw_image(index))["image"],
+            "image": image,
             "pid": torch.tensor(record.pid),
             "camid": torch.tensor(record.camid),
             "label": torch.tensor(self.labels[index]),
@@ -227,6 +232,11 @@ class ReIDDataModule(BaseDataModule):
         test_gallery = read_folder(self._test_root() / SPLIT_FOLDERS["gallery"])
         junk = sum(r.pid < 0 for r in test_gallery)
         test_query = [r for r in test_query if r.pid > 0]
+        if not test_query:
+            raise DataError(
+                f"{self._test_root() / SPLIT_FOLDERS['query']}: no query of a person (pid > 0): "
+                "every query file is junk (-1) or a distractor (0)"
+            )
         if self.verify:
             verify_images([r.path for r in train + val_query + val_gallery + test_query
                            + test_gallery])  # fmt: skip
@@ -277,6 +287,8 @@ class ReIDDataModule(BaseDataModule):
 class Market1501DataModule(ReIDDataModule):
     """Market-1501 or DukeMTMC-reID at `root` (see `ReIDDataModule`)."""
 
+    input_keys = ("root", "test_root")
+
 
 def _cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -297,6 +309,8 @@ class SyntheticPedestriansDataModule(ReIDDataModule):
         root: Where the sets are written; None for ~/.cache/convzoo/pedestrians/<parameters>.
         **kwargs: See `ReIDDataModule`.
     """
+
+    cache_keys = ("root",)
 
     def __init__(
         self,

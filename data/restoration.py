@@ -33,8 +33,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from zoo.restoration.pixels import bicubic_resize, quantize
 
-from .base import BaseDataModule, evaluation_sampler
-from .images import is_image, read_image, verify_images
+from .base import BaseDataModule, DataError, evaluation_sampler, reading
+from .images import image_size, is_image, read_image, verify_images
 
 Array = np.ndarray
 
@@ -71,6 +71,28 @@ class ImageRecord:
 
     def in_memory(self) -> bool:
         return not isinstance(self.clean, Path)
+
+
+def check_pair_size(
+    record: ImageRecord, clean: tuple[int, int], degraded: tuple[int, int], scale: int
+) -> None:
+    """The degraded partner must be the clean image's (width, height) divided by `scale`."""
+    expected = (clean[0] // scale, clean[1] // scale)
+    if tuple(degraded) != expected:
+        raise DataError(
+            f"{record.degraded} is {degraded[0]}x{degraded[1]} but its clean partner "
+            f"{record.clean} is {clean[0]}x{clean[1]}: expected {expected[0]}x{expected[1]} (the "
+            f"clean size divided by {scale}, rounded down)"
+        )
+
+
+def check_eval_size(record: ImageRecord, clean: tuple[int, int], scale: int) -> None:
+    """A whole evaluation image must hold at least one degraded pixel."""
+    if min(clean) < scale:
+        raise DataError(
+            f"{record.name} is {clean[0]}x{clean[1]}: too small for scale {scale} "
+            f"(at least {scale}x{scale} pixels are needed)"
+        )
 
 
 # --------------------------------------------------------------------------- degradations
@@ -187,28 +209,20 @@ class RestorationPairs(Dataset):
             # training indices cycle over the images; the bound ends plain iteration
             raise IndexError(f"index {index} out of range for {len(self)} items")
         record = self.records[index % len(self.records)]
-        clean, degraded = self._load(index % len(self.records))
-        if degraded is not None:
-            self._check_sizes(record, clean, degraded)
-        if self.train:
-            clean, degraded = self._random_crop(clean, degraded)
-            generator = None  # the worker's seeded global generator
-        else:
-            clean, degraded = self._eval_crop(record, clean, degraded)
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        with reading(record.name):
+            clean, degraded = self._load(index % len(self.records))
+            if degraded is not None:
+                check_pair_size(record, clean.shape[1::-1], degraded.shape[1::-1], self.scale)
+            if self.train:
+                clean, degraded = self._random_crop(clean, degraded)
+                generator = None  # the worker's seeded global generator
+            else:
+                check_eval_size(record, clean.shape[1::-1], self.scale)
+                clean, degraded = self._eval_crop(clean, degraded)
+                generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
         target = to_tensor(clean)
         source = self.degradation(target, generator) if degraded is None else to_tensor(degraded)
         return {"image": (source - self.mean) / self.std, "target": target, "name": record.name}
-
-    def _check_sizes(self, record: ImageRecord, clean: Array, degraded: Array) -> None:
-        s = self.scale
-        h, w = degraded.shape[:2]
-        if (clean.shape[0] // s, clean.shape[1] // s) != (h, w):
-            raise ValueError(
-                f"{record.degraded} is {w}x{h} but its clean partner {record.clean} is "
-                f"{clean.shape[1]}x{clean.shape[0]}: expected {clean.shape[1] // s}x"
-                f"{clean.shape[0] // s} (the clean size divided by {s}, rounded down)"
-            )
 
     def _random_crop(self, clean: Array, degraded: Array | None) -> tuple[Array, Array | None]:
         s, p = self.scale, self.patch_size
@@ -236,16 +250,9 @@ class RestorationPairs(Dataset):
 
         return transform(clean), transform(degraded)
 
-    def _eval_crop(
-        self, record: ImageRecord, clean: Array, degraded: Array | None
-    ) -> tuple[Array, Array | None]:
+    def _eval_crop(self, clean: Array, degraded: Array | None) -> tuple[Array, Array | None]:
         s = self.scale
         h, w = clean.shape[0] // s, clean.shape[1] // s  # input size after the mod-crop
-        if h == 0 or w == 0:
-            raise ValueError(
-                f"{record.name} is {clean.shape[1]}x{clean.shape[0]}: too small for scale {s} "
-                f"(at least {s}x{s} pixels are needed)"
-            )
         top = left = 0
         if self.eval_size is not None:
             top, left = max(0, (h - self.eval_size) // 2), max(0, (w - self.eval_size) // 2)
@@ -439,6 +446,7 @@ class RestorationDataModule(BaseDataModule):
                 if isinstance(p, Path)
             ]
         )
+        self._check_sizes(records)
         for split, split_records in records.items():
             self.datasets[split] = RestorationPairs(
                 split_records,
@@ -452,6 +460,19 @@ class RestorationDataModule(BaseDataModule):
                 eval_size=self.eval_size,
                 seed=self.seed,
             )
+
+    def _check_sizes(self, records: dict[str, list[ImageRecord]]) -> None:
+        """Pair and evaluation sizes from the files' headers, so a bad file fails before training."""
+        for split, split_records in records.items():
+            scale = self.degradation(split).scale
+            for record in split_records:
+                if not isinstance(record.clean, Path):
+                    continue
+                clean = image_size(record.clean)
+                if isinstance(record.degraded, Path):
+                    check_pair_size(record, clean, image_size(record.degraded), scale)
+                if split != "train":
+                    check_eval_size(record, clean, scale)
 
     def _dataloader_factory(self, split: str) -> DataLoader:
         if split == "train":
@@ -519,6 +540,8 @@ class FolderSuperResolutionDataModule(SuperResolutionDataModule):
         split_fractions: (val, test) fractions for splits without their own folder.
         **kwargs: See `SuperResolutionDataModule`.
     """
+
+    input_keys = ("root",)
 
     def __init__(
         self,
@@ -608,6 +631,8 @@ class BenchmarkSuperResolutionDataModule(SuperResolutionDataModule):
         val_fraction: Part of the `train_root` images held out for validation.
         **kwargs: See `SuperResolutionDataModule`.
     """
+
+    input_keys = ("root", "train_root")
 
     def __init__(
         self,
@@ -709,6 +734,8 @@ class NoisyPairsDataModule(DenoisingDataModule):
         split_fractions: (val, test) fractions when `root` has no split folders.
         **kwargs: See `DenoisingDataModule` (`sigma` is unused: the noise is real).
     """
+
+    input_keys = ("root",)
 
     def __init__(
         self,

@@ -15,12 +15,12 @@ import cv2
 import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
-from .base import BaseDataModule
-from .images import CorruptImageError, is_image, read_image, verify_images
+from .base import BaseDataModule, DataError, reading
+from .images import DECODE_ERRORS, CorruptImageError, is_image, read_image, verify_images
 from .synth.instruments import PART_NAMES, AugMix, Background, InstrumentScenes
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ VOC_CLASSES = [
 ]  # fmt: skip
 
 
-class MaskError(ValueError):
+class MaskError(DataError):
     """A mask that does not fit its image or the class list."""
 
 
@@ -47,8 +47,17 @@ def read_mask(path: Path, palette: Sequence[Sequence[int]] | None = None) -> np.
     try:
         with Image.open(path) as mask:
             mode = mask.mode
-            array = np.asarray(mask.convert("RGB") if mode in ("RGB", "RGBA") else mask)
-    except (OSError, UnidentifiedImageError, SyntaxError) as error:
+            if mode.startswith("F"):
+                raise MaskError(
+                    f"{path}: floating-point ({mode}) mask; masks hold class indices: save index "
+                    "or palette PNGs"
+                )
+            if mode in ("LA", "PA"):
+                mask = mask.getchannel(0)  # the alpha band says nothing of the class
+            elif len(mask.getbands()) > 1:
+                mask = mask.convert("RGB")
+            array = np.asarray(mask)
+    except DECODE_ERRORS as error:
         raise CorruptImageError(f"cannot read mask {path}: {error}") from error
     if array.ndim == 2:
         return array.astype(np.int64)
@@ -123,11 +132,13 @@ class FileSegmentationDataset(Dataset):
         return image, mask.astype(np.uint8)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return _sample(*self.read(index), self.transform)
+        with reading(" and ".join(map(str, self.pairs[index]))):
+            return _sample(*self.read(index), self.transform)
 
     def verify(self) -> None:
         """Read every pair once, so that a bad file fails before training, by name."""
-        verify_images([p for pair in self.pairs for p in pair])
+        verify_images([image for image, _ in self.pairs])
+        verify_images([mask for _, mask in self.pairs], masks=True)
         for index in range(len(self)):
             self.read(index)
 
@@ -252,6 +263,8 @@ class InstrumentsDataModule(SegmentationDataModule):
 
 class _FileSegmentationDataModule(SegmentationDataModule):
     """Datamodules over (image, mask) files: `self.pairs[split]` filled by `_scan()`."""
+
+    input_keys = ("root",)
 
     def __init__(self, root: str, in_chans: int = 3, verify: bool = True,
                  palette: Sequence[Sequence[int]] | None = None, **kwargs):  # fmt: skip

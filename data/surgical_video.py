@@ -14,6 +14,8 @@ the file, its modification time and the sampling; later runs and every epoch rea
 import csv
 import hashlib
 import json
+import logging
+import os
 import re
 import shutil
 import tempfile
@@ -27,14 +29,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .base import BaseDataModule
+from .base import BaseDataModule, DataError, reading
 from .synth.surgical_video import PHASES, TOOLS, generate_cholec80
+
+log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v")
 DEFAULT_CACHE = "~/.cache/convzoo"
 
 
-class VideoDataError(ValueError):
+class VideoDataError(DataError):
     """A video or label file that cannot be used; the message names the file."""
 
 
@@ -70,10 +74,9 @@ def decode_video(
         key = f"{path.resolve()}|{path.stat().st_mtime_ns}|{sample_fps}|{size}"
         digest = hashlib.sha1(key.encode()).hexdigest()[:16]
         cache = Path(cache_dir).expanduser() / "frames" / f"{path.stem}-{digest}"
-        if (cache / "meta.json").is_file():
-            meta = json.loads((cache / "meta.json").read_text())
-            return (np.load(cache / "frames.npy"), np.load(cache / "indices.npy"),
-                    meta["total"], meta["fps"])  # fmt: skip
+        cached = read_frame_cache(cache, path)
+        if cached is not None:
+            return cached
     import av
 
     frames, indices = [], []
@@ -100,11 +103,52 @@ def decode_video(
         raise VideoDataError(f"{path}: the video has no decodable frames")
     result = (np.stack(frames), np.asarray(indices, np.int64), total, fps)
     if cache is not None:
-        with staged_folder(cache) as staging:
-            np.save(staging / "frames.npy", result[0])
-            np.save(staging / "indices.npy", result[1])
-            (staging / "meta.json").write_text(json.dumps({"total": total, "fps": fps}))
+        write_frame_cache(cache, path, result)
     return result
+
+
+def read_frame_cache(cache: Path, video: Path) -> tuple[np.ndarray, np.ndarray, int, float] | None:
+    """The cached decoding of `video`, or None when there is none or it is unreadable.
+
+    An unreadable cache (a disk that filled up, a copy cut short) is removed with a warning, so
+    that the video is decoded again and the cache rewritten, instead of failing on every run.
+    """
+    if not (cache / "meta.json").is_file():
+        return None
+    try:
+        meta = json.loads((cache / "meta.json").read_text())
+        frames, indices = np.load(cache / "frames.npy"), np.load(cache / "indices.npy")
+        if frames.ndim != 4 or frames.shape[0] != len(indices):
+            raise ValueError(f"{frames.shape[0]} frames for {len(indices)} frame indices")
+        return frames, indices, int(meta["total"]), float(meta["fps"])
+    except (OSError, ValueError, EOFError, KeyError, TypeError) as error:
+        log.warning("%s: unreadable frame cache of %s (%s); decoding it again", cache, video, error)
+        discard_folder(cache)
+        return None
+
+
+def write_frame_cache(
+    cache: Path, video: Path, decoded: tuple[np.ndarray, np.ndarray, int, float]
+) -> None:
+    """Cache a decoding; a cache that cannot be written costs time on the next run, not this run."""
+    frames, indices, total, fps = decoded
+    try:
+        with staged_folder(cache) as staging:
+            np.save(staging / "frames.npy", frames)
+            np.save(staging / "indices.npy", indices)
+            (staging / "meta.json").write_text(json.dumps({"total": total, "fps": fps}))
+    except OSError as error:
+        log.warning("%s: cannot cache the frames of %s (%s); not cached", cache, video, error)
+
+
+def discard_folder(folder: Path) -> None:
+    """Remove `folder`: first renamed aside, so no reader sees it half-deleted."""
+    aside = folder.with_name(f".{folder.name}-discarded-{os.getpid()}")
+    try:
+        folder.rename(aside)
+    except OSError:  # another process discarded it first
+        return
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 @contextmanager
@@ -125,6 +169,15 @@ def staged_folder(final: Path) -> Iterator[Path]:
             pass
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_finite(path: Path, values: np.ndarray, first_line: int) -> None:
+    """Tool labels are 0/1 presence: a NaN would reach the loss as a NaN."""
+    bad = ~np.isfinite(values).all(axis=1)
+    if bad.any():
+        raise VideoDataError(
+            f"{path}, line {first_line + int(np.argmax(bad))}: a tool value is not a finite number"
+        )
 
 
 def _check_frame_count(path: Path, rows: int, total: int, tolerance: int) -> None:
@@ -152,14 +205,17 @@ def read_cholec80_phases(path: Path, total: int, phases: Sequence[str],
     """
     if not path.is_file():
         raise VideoDataError(f"{path}: no such phase annotation file")
-    lines = path.read_text().split("\n")
-    if not lines or lines[0].split()[:2] != ["Frame", "Phase"]:
+    with reading(path):
+        lines = path.read_text().split("\n")
+    if lines[0].split()[:2] != ["Frame", "Phase"]:
         raise VideoDataError(f"{path}: expected a 'Frame<TAB>Phase' header, got {lines[0]!r}")
-    labels = [
-        _phase_index(path, i + 2, line.split()[1], phases)
-        for i, line in enumerate(lines[1:])
-        if line.strip()
-    ]
+    rows = [(i + 2, line.split()) for i, line in enumerate(lines[1:]) if line.strip()]
+    short = next((number for number, fields in rows if len(fields) < 2), None)
+    if short is not None:
+        raise VideoDataError(f"{path}, line {short}: expected a frame and a phase")
+    if not rows:
+        raise VideoDataError(f"{path}: no labelled frames")
+    labels = [_phase_index(path, number, fields[1], phases) for number, fields in rows]
     _check_frame_count(path, len(labels), total, tolerance)
     labels = labels[:total] + labels[-1:] * (total - len(labels))
     return np.asarray(labels, np.int64)
@@ -172,9 +228,10 @@ def read_cholec80_tools(path: Path, indices: np.ndarray, tools: Sequence[str]) -
     """
     if not path.is_file():
         raise VideoDataError(f"{path}: no such tool annotation file")
-    rows = [line.split() for line in path.read_text().split("\n") if line.strip()]
-    header = rows[0]
-    if header[0] != "Frame" or header[1:] != list(tools):
+    with reading(path):
+        rows = [line.split() for line in path.read_text().split("\n") if line.strip()]
+    header = rows[0] if rows else []
+    if header[:1] != ["Frame"] or header[1:] != list(tools):
         raise VideoDataError(
             f"{path}: expected the header 'Frame {' '.join(tools)}', got {' '.join(header)!r}"
         )
@@ -183,8 +240,9 @@ def read_cholec80_tools(path: Path, indices: np.ndarray, tools: Sequence[str]) -
         values = np.asarray([[float(v) for v in r[1:]] for r in rows[1:]], np.float32)
     except ValueError as error:
         raise VideoDataError(f"{path}: non-numeric tool annotation ({error})") from error
-    if values.shape[1:] != (len(tools),):
+    if len(frames) == 0 or values.shape[1:] != (len(tools),):
         raise VideoDataError(f"{path}: every row needs a frame and {len(tools)} tool values")
+    check_finite(path, values, first_line=2)
     row = np.clip(np.searchsorted(frames, indices, side="right") - 1, 0, len(frames) - 1)
     return values[row]
 
@@ -280,6 +338,8 @@ class SurgicalVideoDataModule(BaseDataModule):
         **kwargs: See `BaseDataModule`.
     """
 
+    cache_keys = ("cache_dir",)
+
     task = "surgical_video"
 
     def __init__(self, clip_frames: int = 8, sample_fps: float | None = 1.0, image_size: int = 64,
@@ -366,6 +426,8 @@ class Cholec80DataModule(SurgicalVideoDataModule):
         **kwargs: See `SurgicalVideoDataModule`.
     """
 
+    input_keys = ("root",)
+
     def __init__(self, root: str, splits: dict[str, str | Sequence[int]] | None = None,
                  **kwargs):  # fmt: skip
         super().__init__(**kwargs)
@@ -416,6 +478,9 @@ class SyntheticSurgeryDataModule(Cholec80DataModule):
         root: Where to write the videos (default: under `cache_dir`).
         **kwargs: See `SurgicalVideoDataModule`.
     """
+
+    input_keys = ()
+    cache_keys = ("cache_dir", "root")
 
     def __init__(self, videos: dict[str, int] | None = None,
                  seconds: Sequence[float] = (150.0, 240.0), render_size: int = 64,
@@ -469,6 +534,8 @@ class VideoFolderDataModule(SurgicalVideoDataModule):
         **kwargs: See `SurgicalVideoDataModule`.
     """
 
+    input_keys = ("root",)
+
     def __init__(self, root: str, phases: Sequence[str] | None = None,
                  tools: Sequence[str] | None = None, **kwargs):  # fmt: skip
         super().__init__(**kwargs)
@@ -480,12 +547,19 @@ class VideoFolderDataModule(SurgicalVideoDataModule):
                 f"with a <name>.csv beside each; missing: {', '.join(missing)}"
             )
         self.files = {split: self._pairs(split) for split in ("train", "val", "test")}
-        first_csv = self.files["train"][0][1]
-        with first_csv.open() as f:
-            header = next(csv.reader(f))
-        if header[:2] != ["frame", "phase"]:
-            raise VideoDataError(f"{first_csv}: expected the header 'frame,phase[,tools...]'")
-        self.tool_names = list(tools) if tools is not None else header[2:]
+        if not self.files["train"]:
+            raise VideoDataError(f"{self.root / 'train'}: no videos ({', '.join(VIDEO_SUFFIXES)})")
+        headers = {c: _csv_header(c) for pairs in self.files.values() for _, c in pairs}
+        self.tool_names = (
+            list(tools) if tools is not None else headers[self.files["train"][0][1]][2:]
+        )
+        for label_file, header in headers.items():
+            missing = [c for c in ("frame", "phase", *self.tool_names) if c not in header]
+            if header[:2] != ["frame", "phase"] or missing:
+                raise VideoDataError(
+                    f"{label_file}: expected the header 'frame,phase"
+                    f"{''.join(',' + t for t in self.tool_names)}', got {','.join(header)!r}"
+                )
         if phases is None:
             names = {row["phase"] for _, c in self.files["train"] for row in _read_rows(c)}
             phases = sorted(names)
@@ -514,13 +588,23 @@ class VideoFolderDataModule(SurgicalVideoDataModule):
                                  for i, r in enumerate(rows)])  # fmt: skip
             try:
                 tools = np.asarray([[float(r[t]) for t in self.tool_names] for r in rows])
-            except (KeyError, ValueError) as error:
+            except (KeyError, TypeError, ValueError) as error:
                 raise VideoDataError(f"{label_file}: bad tool column ({error})") from error
-            return phases[indices], tools.reshape(len(rows), len(self.tool_names))[indices]
+            tools = tools.reshape(len(rows), len(self.tool_names))
+            check_finite(label_file, tools, first_line=2)
+            return phases[indices], tools[indices]
 
         return VideoSource(video.stem, video, labels)
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+    with reading(path), path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise VideoDataError(f"{path}: no labelled frames")
+    return rows
+
+
+def _csv_header(path: Path) -> list[str]:
+    with reading(path), path.open(newline="") as f:
+        return next(csv.reader(f), [])

@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .base import BaseDataModule
+from .base import BaseDataModule, DataError, reading
 from .synth.order_flow import simulate_order_flow
 
 Representation = Literal["image", "sequence"]
@@ -57,7 +57,7 @@ Representation = Literal["image", "sequence"]
 HAR_LAGS = (1, 5, 22)
 
 
-class OrderFlowFormatError(ValueError):
+class OrderFlowFormatError(DataError):
     """A trade, book or bar file that cannot be read as it is; the message names file and row."""
 
 
@@ -138,8 +138,19 @@ def _numeric(path: Path, frame: pd.DataFrame, name: str, first_line: int) -> np.
     return values
 
 
+def _read_csv(path: Path, header: int | None = 0) -> pd.DataFrame:
+    """All cells as text, each column checked by its reader; an unreadable file names itself."""
+    try:
+        frame = pd.read_csv(path, header=header, dtype=str)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise OrderFlowFormatError(f"{path}: not a readable CSV file ({error})") from error
+    if frame.empty:
+        raise OrderFlowFormatError(f"{path}: no data rows")
+    return frame
+
+
 def _has_header(path: Path) -> bool:
-    with open(path) as f:
+    with open(path, errors="replace") as f:
         first = f.readline().split(",")[0].strip()
     try:
         float(first)
@@ -163,7 +174,7 @@ def read_binance_agg_trades(path: str | Path) -> OrderFlow:
     if not path.is_file():
         raise FileNotFoundError(f"no trade file at {str(path)!r}")
     header = _has_header(path)
-    frame = pd.read_csv(path, header=0 if header else None, dtype=str)
+    frame = _read_csv(path, header=0 if header else None)
     if not header:
         if frame.shape[1] < len(BINANCE_COLUMNS):
             raise OrderFlowFormatError(
@@ -222,7 +233,7 @@ def read_lobster(
     for p in (message_path, book_path):
         if not p.is_file():
             raise FileNotFoundError(f"no LOBSTER file at {str(p)!r}")
-    messages = pd.read_csv(message_path, header=None, dtype=str)
+    messages = _read_csv(message_path, header=None)
     if messages.shape[1] < 6:
         raise OrderFlowFormatError(
             f"{message_path}: {messages.shape[1]} columns; a LOBSTER message file has 6: time, "
@@ -230,7 +241,8 @@ def read_lobster(
         )
     messages = messages.iloc[:, :6]
     messages.columns = ["time", "type", "order_id", "size", "price", "direction"]
-    book = pd.read_csv(book_path, header=None).to_numpy(np.float64)
+    book_frame = _read_csv(book_path, header=None)
+    book = np.stack([_numeric(book_path, book_frame, c, 1) for c in book_frame.columns], 1)
     if book.shape[1] % 4:
         raise OrderFlowFormatError(
             f"{book_path}: {book.shape[1]} columns, not 4 per level (ask price, ask size, bid "
@@ -245,7 +257,6 @@ def read_lobster(
         k: _numeric(message_path, messages, k, 1)
         for k in ("time", "type", "size", "price", "direction")
     }
-    columns["book"] = book
     _check_rows(message_path, columns, 1, "time")
     if date is None:
         found = re.search(r"(\d{4}-\d{2}-\d{2})", message_path.name)
@@ -277,7 +288,7 @@ def read_bars(path: str | Path) -> OrderFlow:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no bar file at {str(path)!r}")
-    frame = pd.read_csv(path, dtype=str)
+    frame = _read_csv(path)
     frame.columns = [c.strip().lower() for c in frame.columns]
     time_col = next(
         (c for c in ("timestamp", "time", "datetime", "date") if c in frame), frame.columns[0]
@@ -802,6 +813,8 @@ def _glob(pattern: str) -> list[Path]:
 class BinanceTradesDataModule(VolatilityDataModule):
     """Binance aggTrades CSVs (`data.path` a file or a glob of consecutive days), no book."""
 
+    input_keys = ("path",)
+
     def __init__(self, path: str, **kwargs):
         super().__init__(**kwargs)
         self.path = path
@@ -813,6 +826,8 @@ class BinanceTradesDataModule(VolatilityDataModule):
 class LobsterDataModule(VolatilityDataModule):
     """LOBSTER days: `data.path` globs the message files; each `*_message_*` has its
     `*_orderbook_*` beside it."""
+
+    input_keys = ("path",)
 
     def __init__(self, path: str, **kwargs):
         super().__init__(**kwargs)
@@ -828,6 +843,8 @@ class LobsterDataModule(VolatilityDataModule):
 
 class BarsDataModule(VolatilityDataModule):
     """Bars from a CSV (`data.path`): timestamp, open/high/low/close or price, optional volume."""
+
+    input_keys = ("path",)
 
     def __init__(self, path: str, **kwargs):
         super().__init__(**kwargs)
@@ -897,9 +914,12 @@ class USDCHFDataModule(VolatilityDataModule):
     def _load(self) -> OrderFlow:
         self.prepare_data()
         try:
-            values, attributes = read_r_lazyload(self._find_index(), "USDCHF")
+            import rdata  # noqa: F401
         except ImportError as error:
             raise ImportError("data=usdchf reads R data with `pip install rdata`") from error
+        index = self._find_index()
+        with reading(index):
+            values, attributes = read_r_lazyload(index, "USDCHF")
         times = np.asarray(attributes["positions"], dtype=np.float64).ravel()
         with tempfile.TemporaryDirectory() as folder:
             # through read_bars, so the file-level checks apply to this source as to any bars

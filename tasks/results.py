@@ -3,6 +3,7 @@
 import csv
 import difflib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -53,7 +54,13 @@ def git_commit(folder: Path) -> str | None:
 
 
 def write_results(path: Path, results: dict[str, Any]) -> None:
-    path.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    """Written beside, then renamed over: a full disk or a kill leaves the previous record whole."""
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        staging.write_text(json.dumps(results, indent=2, default=float) + "\n")
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def read_results(sweep_dir: Path) -> list[dict[str, Any]]:
