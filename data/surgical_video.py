@@ -505,9 +505,13 @@ class SyntheticSurgeryDataModule(Cholec80DataModule):
     def prepare_data(self) -> None:
         if (self.root / "complete.json").is_file():
             return
-        # a folder without its marker is stale (staged folders arrive whole, marker included)
-        if self.root.exists() and not (self.root / "complete.json").is_file():
-            shutil.rmtree(self.root, ignore_errors=True)
+        # staged folders arrive whole, marker included: a folder without it is not ours, and
+        # may be a user's (data.root=...): never deleted
+        if self.root.exists() and any(self.root.iterdir()):
+            raise DataError(
+                f"data.root={str(self.root)!r} holds files but no synthetic set (no "
+                "complete.json): point data.root at a new or empty folder for synthetic videos"
+            )
         with staged_folder(self.root) as staging:
             generate_cholec80(staging, self.counts, **self.render, seed=self.seed)
             (staging / "complete.json").write_text(

@@ -334,6 +334,12 @@ def write_market1501(
     stamp = root / "synthetic.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == spec:
         return root
+    if root.exists() and any(root.iterdir()) and not stamp.is_file():
+        # not a set this function wrote (it leaves synthetic.json): maybe a user's own folder
+        raise FileExistsError(
+            f"{root} holds files but no synthetic.json: write synthetic pedestrians into a new "
+            "or empty folder"
+        )
     tmp = root.with_name(f"{root.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     for folder in ("bounding_box_train", "query", "bounding_box_test"):

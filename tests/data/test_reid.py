@@ -86,3 +86,14 @@ def test_cross_domain_tests_on_the_other_cameras(tmp_path):
     assert "/a_" in str(dm.datasets["train"].records[0].path)
     with pytest.raises(ValueError, match="data.test_domain must be 'a' or 'b'"):
         SyntheticPedestriansDataModule(root=str(tmp_path), test_domain="c")
+
+
+def test_synthetic_pedestrians_never_delete_a_users_folder(tmp_path):
+    from data.synth.pedestrians import write_market1501
+
+    own = tmp_path / "photos" / "holiday.jpg"
+    own.parent.mkdir()
+    own.write_bytes(b"a user's file")
+    with pytest.raises(FileExistsError, match="photos holds files but no synthetic.json"):
+        write_market1501(own.parent, train_ids=2, test_ids=2)
+    assert own.read_bytes() == b"a user's file"

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from data.base import DataError
 from data.surgical_video import (
     Cholec80DataModule,
     ClipDataset,
@@ -166,3 +167,13 @@ def test_parse_numbers():
     assert parse_numbers("1-3,7") == [1, 2, 3, 7] and parse_numbers(5) == [5]
     with pytest.raises(ValueError, match="video numbers"):
         parse_numbers("one to three")
+
+
+def test_synthetic_data_never_deletes_a_users_folder(tmp_path):
+    (tmp_path / "my_videos").mkdir()
+    own = tmp_path / "my_videos" / "case.mp4"
+    own.write_bytes(b"a user's file")
+    dm = SyntheticSurgeryDataModule(root=str(tmp_path / "my_videos"), videos={"train": 1})
+    with pytest.raises(DataError, match="my_videos.*no synthetic set"):
+        dm.prepare_data()
+    assert own.read_bytes() == b"a user's file"
