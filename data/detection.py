@@ -26,7 +26,7 @@ import torch
 from albumentations.pytorch import ToTensorV2
 from torch.utils.data import Dataset
 
-from .base import BaseDataModule
+from .base import BaseDataModule, Compose
 from .images import read_image, verify_images
 from .synth.paste import SHAPES, ShapesOnPhotos
 
@@ -187,7 +187,7 @@ class DetectionDataModule(BaseDataModule):
         boxes = A.BboxParams(format="pascal_voc", label_fields=["labels"], min_area=1.0,
                              min_visibility=self.min_visibility if train else 0.0, clip=True,
                              filter_invalid_bboxes=True)  # fmt: skip
-        return A.Compose(ops, bbox_params=boxes)
+        return Compose(ops, bbox_params=boxes)
 
 
 class ShapesOnPhotosDataModule(DetectionDataModule):
