@@ -66,6 +66,7 @@ def signal_when(path: Path, signum: int) -> threading.Event:
     return stop
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", TASKS)
 def test_a_signalled_and_resumed_run_equals_an_uninterrupted_one(task, tmp_path):
     whole = run(task, tmp_path / "whole")
@@ -93,6 +94,7 @@ def test_a_signalled_and_resumed_run_equals_an_uninterrupted_one(task, tmp_path)
     assert resumed["metrics"] == whole["metrics"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", TASKS)
 def test_the_same_seed_gives_the_same_metrics(task, tmp_path):
     once = run(task, tmp_path / "once")
