@@ -36,7 +36,7 @@ def wait_for(pattern: str, root: Path, proc: subprocess.Popen, timeout: float = 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_stops_the_run_with_results_and_a_resume_command(signum, tmp_path):
     proc = start(*RUN, "trainer.max_epochs=30", log_dir=tmp_path)
     last = wait_for("classification/runs/*/checkpoints/last.ckpt", tmp_path, proc)
