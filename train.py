@@ -8,6 +8,7 @@ python train.py mode=test ckpt_path=logs/.../checkpoints/last.ckpt
 
 import difflib
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
@@ -30,6 +32,8 @@ import zoo  # noqa: F401  (registers the zoo's backbones in timm)
 from tasks.callbacks import Throughput
 from tasks.preflight import preflight
 from tasks.results import RESULTS_FILE, count_gmacs, count_parameters, git_commit, write_results
+from tasks.rng_state import RandomState
+from tasks.signals import RunInterrupted, StopOnSignal, record_interruption
 from tasks.sweep import run_job, threads_per_job
 from tasks.wandb_runs import finish_wandb_run, wandb_has_credentials
 
@@ -255,23 +259,33 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         **datamodule.task_kwargs,
     )
     loggers = make_loggers(cfg)
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=make_callbacks(cfg, bool(loggers)), logger=loggers or False
-    )
+    # run-level guarantees, whatever callbacks= selects: exact resume, a clean stop on signals
+    stop = StopOnSignal()
+    callbacks = [*make_callbacks(cfg, bool(loggers)), RandomState(), stop]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     # our checkpoints carry the task's hyper-parameters, Hydra partials included, which
     # torch's weights-only unpickler refuses; they are trusted files this project wrote
     started = time.perf_counter()
-    if cfg.mode == "train":
-        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=False)
-        if trainer.interrupted:
-            raise KeyboardInterrupt("training interrupted; its state is in checkpoints/")
-        best = getattr(trainer.checkpoint_callback, "best_model_path", "")
-        trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
-    else:
-        trainer.test(task, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=False)
+    try:
+        with stop:
+            if cfg.mode == "train":
+                trainer.fit(
+                    task, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=False
+                )
+                best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+                trainer.test(
+                    task, datamodule=datamodule, ckpt_path=best or None, weights_only=False
+                )
+            else:
+                trainer.test(
+                    task, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=False
+                )
+    except SIGTERMException:  # Lightning's stop on a signal (tasks/signals.py)
+        finish_wandb_run(failed=True)
+        raise record_interruption(cfg, task, trainer, stop.received or 15) from None
 
     results = gather_results(cfg, task, datamodule, trainer)
     results["wall_seconds"] = time.perf_counter() - started
@@ -310,6 +324,9 @@ if __name__ == "__main__":
     torch.set_float32_matmul_precision("high")
     import train
 
-    hydra.main(version_base="1.3", config_path=str(ROOT / "conf"), config_name="train")(
-        train.main
-    )()
+    try:
+        hydra.main(version_base="1.3", config_path=str(ROOT / "conf"), config_name="train")(
+            train.main
+        )()
+    except RunInterrupted as interrupted:  # results and the resume command are written
+        sys.exit(interrupted.exit_code)

@@ -1,10 +1,12 @@
 """What every datamodule shares: splits, loaders, normalisation and the task it serves."""
 
+import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import albumentations as A
 import lightning as L
 import numpy as np
 import torch
@@ -60,6 +62,33 @@ def evaluation_sampler(dataset: Dataset, trainer: L.Trainer | None) -> Sampler |
     if len(dataset) < trainer.world_size:
         return DistributedSampler(dataset, **share)
     return UnrepeatedDistributedSampler(dataset, **share)
+
+
+def global_numpy_generator() -> np.random.Generator:
+    """A numpy Generator drawing from the process's global bit generator.
+
+    That bit generator is the one `np.random.seed` seeds: Lightning's `seed_everything` in the
+    main process, its worker init function in each loader worker (a distinct seed per worker and
+    epoch), and a checkpoint's saved RNG state on resume (tasks/rng_state.py). Randomness drawn
+    here is therefore seeded, different in each worker, and restored with the checkpoint.
+    """
+    return np.random.Generator(np.random.get_bit_generator())
+
+
+class Compose(A.Compose):
+    """`albumentations.Compose` drawing from the process's global numpy and Python RNGs.
+
+    An unseeded `A.Compose` seeds itself from the OS at creation: two runs with one seed augment
+    differently, and a resumed run cannot replay its augmentation. A seeded one gives every loader
+    worker the same stream. Pointing it at the global generators at each call (not once, so that
+    a worker started by pickling the dataset uses its own) ties augmentation to the run's seed,
+    the worker seeding and the RNG state a checkpoint restores.
+    """
+
+    def __call__(self, *args: Any, **data: Any) -> dict[str, Any]:
+        # the `random` module's functions are the methods of its global Random instance
+        self.set_random_state(global_numpy_generator(), random)  # type: ignore[arg-type]
+        return super().__call__(*args, **data)
 
 
 class BaseDataModule(L.LightningDataModule):

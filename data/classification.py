@@ -18,7 +18,7 @@ from albumentations.pytorch import ToTensorV2
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
-from .base import BaseDataModule, DataError, reading
+from .base import BaseDataModule, Compose, DataError, reading
 from .images import is_image, read_image, verify_images
 
 Augment = Literal["none", "glyph", "natural"]
@@ -115,7 +115,7 @@ class ClassificationDataModule(BaseDataModule):
             case other:
                 raise ValueError(f"augment must be 'glyph', 'natural' or 'none', got {other!r}")
         ops += [A.Normalize(mean=self.mean, std=self.std, max_pixel_value=255.0), ToTensorV2()]
-        return A.Compose(ops)
+        return Compose(ops)
 
 
 class ArrayClassificationDataModule(ClassificationDataModule):

@@ -27,7 +27,7 @@ import torch
 from albumentations.pytorch import ToTensorV2
 from torch.utils.data import Dataset
 
-from .base import BaseDataModule, DataError, reading
+from .base import BaseDataModule, Compose, DataError, reading
 from .images import image_size, read_image, verify_images
 from .synth.paste import SHAPES, ShapesOnPhotos
 
@@ -193,7 +193,7 @@ class DetectionDataModule(BaseDataModule):
         boxes = A.BboxParams(format="pascal_voc", label_fields=["labels"], min_area=1.0,
                              min_visibility=self.min_visibility if train else 0.0, clip=True,
                              filter_invalid_bboxes=True)  # fmt: skip
-        return A.Compose(ops, bbox_params=boxes)
+        return Compose(ops, bbox_params=boxes)
 
 
 class ShapesOnPhotosDataModule(DetectionDataModule):

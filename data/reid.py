@@ -28,7 +28,7 @@ from albumentations.pytorch import ToTensorV2
 from pytorch_metric_learning.samplers import MPerClassSampler
 from torch.utils.data import DataLoader, Dataset
 
-from .base import BaseDataModule, DataError, evaluation_sampler, reading
+from .base import BaseDataModule, Compose, DataError, evaluation_sampler, reading
 from .images import IMAGE_SUFFIXES, is_image, read_image, verify_images
 from .synth.pedestrians import write_market1501
 
@@ -196,7 +196,7 @@ class ReIDDataModule(BaseDataModule):
                                 hole_width_range=(0.2, 0.5), fill="random_uniform", p=0.5),
             ]  # fmt: skip
         ops += [A.Normalize(mean=self.mean, std=self.std, max_pixel_value=255.0), ToTensorV2()]
-        return A.Compose(ops)
+        return Compose(ops)
 
     def _split_train(
         self, records: list[Record]

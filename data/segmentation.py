@@ -19,7 +19,7 @@ from PIL import Image
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
-from .base import BaseDataModule, DataError, reading
+from .base import BaseDataModule, Compose, DataError, reading
 from .images import DECODE_ERRORS, CorruptImageError, is_image, read_image, verify_images
 from .synth.instruments import PART_NAMES, AugMix, Background, InstrumentScenes
 
@@ -206,7 +206,7 @@ class SegmentationDataModule(BaseDataModule):
             if self.augmix:
                 ops.append(AugMix())
         ops += [A.Normalize(mean=self.mean, std=self.std, max_pixel_value=255.0), ToTensorV2()]
-        return A.Compose(ops)
+        return Compose(ops)
 
 
 class InstrumentsDataModule(SegmentationDataModule):

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .base import BaseDataModule, DataError, reading
+from .base import BaseDataModule, DataError, global_numpy_generator, reading
 from .synth.surgical_video import PHASES, TOOLS, generate_cholec80
 
 log = logging.getLogger(__name__)
@@ -257,12 +257,10 @@ class ClipDataset(Dataset):
     """
 
     def __init__(self, videos: Sequence[VideoRecord], frames: int, train: bool,
-                 mean: Sequence[float], std: Sequence[float], stride: int = 1,
-                 seed: int = 0):  # fmt: skip
+                 mean: Sequence[float], std: Sequence[float], stride: int = 1):  # fmt: skip
         self.videos, self.frames, self.train = list(videos), frames, train
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-        self.rng = np.random.default_rng(seed)
         self.clips: list[tuple[int, int, int]] = []  # (video, start, first frame not yet scored)
         for v, video in enumerate(self.videos):
             n = len(video.phases)
@@ -281,11 +279,12 @@ class ClipDataset(Dataset):
 
     def _augment(self, frames: np.ndarray) -> np.ndarray:
         _, h, w, _ = frames.shape
-        scale = self.rng.uniform(0.6, 1.0)
+        rng = global_numpy_generator()  # seeded, per worker, restored on resume (see there)
+        scale = rng.uniform(0.6, 1.0)
         ch, cw = int(h * np.sqrt(scale)), int(w * np.sqrt(scale))
-        y, x = self.rng.integers(0, h - ch + 1), self.rng.integers(0, w - cw + 1)
-        flip = self.rng.random() < 0.5
-        gain, bias = self.rng.uniform(0.8, 1.2), self.rng.uniform(-20, 20)
+        y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        flip = rng.random() < 0.5
+        gain, bias = rng.uniform(0.8, 1.2), rng.uniform(-20, 20)
         out = np.empty_like(frames)
         for i, frame in enumerate(frames):
             crop = cv2.resize(frame[y : y + ch, x : x + cw], (w, h), interpolation=cv2.INTER_LINEAR)
@@ -384,13 +383,13 @@ class SurgicalVideoDataModule(BaseDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        for offset, split in enumerate(("train", "val", "test")):
+        for split in ("train", "val", "test"):
             self.videos[split] = [self.load(s) for s in self.sources(split)]
             if not self.videos[split]:
                 raise VideoDataError(f"no {split} videos: {self.describe()}")
             self.datasets[split] = ClipDataset(
                 self.videos[split], self.clip_frames, split == "train", self.mean, self.std,
-                stride=self.train_stride, seed=self.seed + offset,
+                stride=self.train_stride,
             )  # fmt: skip
 
     def describe(self) -> str:

@@ -11,6 +11,7 @@ import datetime
 import math
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -38,13 +39,13 @@ def budget_seconds(max_time: Duration) -> float | None:
             )
 
 
-def warmup_cosine_budget(
-    optimizer: torch.optim.Optimizer,
-    total_steps: int,
-    warmup_fraction: float = 0.02,
-    max_time: Duration = None,
-) -> LambdaLR:
+class WarmupCosineBudget(LambdaLR):
     """Linear warm-up over `warmup_fraction` of the run, then cosine decay to zero at its end.
+
+    The clock counts the seconds of training so far, across processes: a checkpoint stores the
+    elapsed time, and a run resumed from it continues the schedule where it stopped (as
+    Lightning's own `Timer` continues `max_time`), rather than restarting it. The time between
+    the two processes is not counted.
 
     Args:
         optimizer: The optimiser.
@@ -52,16 +53,49 @@ def warmup_cosine_budget(
         warmup_fraction: Part of the run spent warming up.
         max_time: The run's time budget (pass `${trainer.max_time}`), or None for steps only.
     """
-    budget = budget_seconds(max_time)
-    start = time.monotonic()  # the scheduler is built as fitting starts
 
-    def factor(step: int) -> float:
-        progress = step / max(1, total_steps)
-        if budget:
-            progress = max(progress, (time.monotonic() - start) / budget)
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        total_steps: int,
+        warmup_fraction: float = 0.02,
+        max_time: Duration = None,
+    ):
+        self.total_steps, self.warmup_fraction = total_steps, warmup_fraction
+        self.budget = budget_seconds(max_time)
+        self.elapsed_before = 0.0  # seconds spent by earlier processes (from a checkpoint)
+        self._started = time.monotonic()  # the scheduler is built as fitting starts
+        super().__init__(optimizer, self.factor)
+
+    def elapsed_seconds(self) -> float:
+        return self.elapsed_before + time.monotonic() - self._started
+
+    def factor(self, step: int) -> float:
+        progress = step / max(1, self.total_steps)
+        if self.budget:
+            progress = max(progress, self.elapsed_seconds() / self.budget)
         progress = min(1.0, progress)
-        if progress < warmup_fraction:
-            return min(1.0, (progress + 1 / max(1, total_steps)) / warmup_fraction)
-        return 0.5 * (1 + math.cos(math.pi * (progress - warmup_fraction) / (1 - warmup_fraction)))
+        warmup = self.warmup_fraction
+        if progress < warmup:
+            return min(1.0, (progress + 1 / max(1, self.total_steps)) / warmup)
+        return 0.5 * (1 + math.cos(math.pi * (progress - warmup) / (1 - warmup)))
 
-    return LambdaLR(optimizer, factor)
+    def state_dict(self) -> dict[str, Any]:
+        # the plan (steps, budget) is the resumed run's own, as with a closure; only progress is saved
+        plan = ("total_steps", "warmup_fraction", "budget", "_started")
+        state = {k: v for k, v in super().state_dict().items() if k not in plan}
+        return state | {"elapsed_before": self.elapsed_seconds()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self._started = time.monotonic()
+
+
+def warmup_cosine_budget(
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    warmup_fraction: float = 0.02,
+    max_time: Duration = None,
+) -> WarmupCosineBudget:
+    """The `WarmupCosineBudget` schedule (the name the task configs call)."""
+    return WarmupCosineBudget(optimizer, total_steps, warmup_fraction, max_time)

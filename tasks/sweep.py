@@ -122,7 +122,9 @@ def run_job(cfg: DictConfig, run: Callable[[DictConfig], dict[str, Any]], log: C
         try:
             results = run(cfg)
         except KeyboardInterrupt:
-            write_results(folder / RESULTS_FILE, {**identity, "status": "interrupted"})
+            # a signalled run has written its metrics and resume command: keep them
+            record = {**read_record(folder), **identity, "status": "interrupted"}
+            write_results(folder / RESULTS_FILE, record)
             raise
         except Exception as error:  # noqa: BLE001  (any failure is this job's, not the sweep's)
             record = {

@@ -53,3 +53,22 @@ def test_time_budget_ends_the_schedule_before_the_steps(monkeypatch):
     assert factor(scheduler, 10) == pytest.approx(0.5)
     clock[0] += 27  # all of it
     assert factor(scheduler, 11) == pytest.approx(0.0)
+
+
+def test_a_resumed_schedule_continues_the_clock_of_its_checkpoint(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(schedules.time, "monotonic", lambda: clock[0])
+    budget = {"seconds": 100}
+    first = make(10**6, warmup_fraction=0.1, max_time=budget)  # steps never end it: time does
+    clock[0] += 55  # 55 of the 100 s trained
+    state = first.state_dict()
+    assert state["elapsed_before"] == pytest.approx(55)
+    expected = factor(first, 10)
+
+    clock[0] += 3600  # the job waits an hour in the queue; then a new process resumes
+    resumed = make(10**6, warmup_fraction=0.1, max_time=budget)
+    assert factor(resumed, 10) < 1  # a fresh clock would warm up again
+    resumed.load_state_dict(state)
+    assert factor(resumed, 10) == pytest.approx(expected) == pytest.approx(0.5)
+    clock[0] += 45  # the rest of the budget, in the new process
+    assert factor(resumed, 11) == pytest.approx(0.0)
