@@ -3,7 +3,7 @@ GFLOP/s each one achieves.
 
     python -m benchmarks.efficiency_gap [--models 'metaformer_s12_*'] [--out docs/efficiency_gap.png]
 
-After `On the Efficiency of Convolutional Neural Networks` (one author; abstract in the papers list): latency is
+After `On the Efficiency of Convolutional Neural Networks` (abstract in ../shared/papers): latency is
 operations divided by computational efficiency, so two models of equal GMACs can differ tenfold
 in speed. The images/s are read from docs/zoo.md (written by `python -m zoo.table`, which
 measures them; rerun that first to refresh them), so this command measures no speed itself. It
