@@ -25,7 +25,8 @@ builds them: an input-channel scale is applied to the input before sampling (bil
 and the tap gates are linear per channel), an output-channel scale to the output, and the
 low-frequency part, constant over the k x k taps, is a 1x1 conv of the gated tap sum. This is
 the same function as the per-sample kernels of the official code (`AdaptiveKernel.forward`,
-tested), without their (B, out, in, k, k) tensors: at 32 px those cost 10x the convolution.
+tested), without their (B, out, in, k, k) tensors, whose building took 40% of a 32 px
+training step of ResNet-50-FADC.
 
 Layout: NCHW.
 """
