@@ -23,6 +23,43 @@ import zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Why a model trains more than 3x slower than a timm model of similar GMACs (issue 15); the
+# profiles and before/after ratios behind them are in docs/benchmarks.md
+_RESTORATION = (
+    "image to image at full resolution: its GMACs are at the 64x64 input it is timed at, while a "
+    "classifier's are at 224 px and it does about 1/12 of them at 64 px; per MAC it is not slow"
+)
+_FADC = (
+    "FADC: torchvision's CPU deformable convolution (bilinear im2col, no oneDNN kernel) and "
+    "FreqSelect's three FFT bands per layer; AdaKern no longer builds per-sample kernels (2.3x)"
+)
+_RAFT = (
+    "the raft MLPs run on the grid they were built for (56/28/14/7 at 224 px) whatever the "
+    "input: at 64 px the token mixing does 224 px's work (the paper's resampling)"
+)
+_DCLS = (
+    "a 17x17 depthwise convolution: its CPU backward costs per tap (the window is cropped to the "
+    "map on small inputs)"
+)
+SPEED_NOTES = {
+    "cfsr": _RESTORATION,
+    "dncnn": _RESTORATION,
+    "dncnn_b": _RESTORATION,
+    "mirnet": _RESTORATION,
+    "mirnet_tiny": _RESTORATION,
+    "mixer_body": _RESTORATION,
+    "ninformer": "its default input is 32x32: at 64 px it does 4x the GMACs listed",
+    "resnet50_fadc": _FADC,
+    "metaformer_s12_fadc": _FADC,
+    "raftmlp_s": _RAFT,
+    "metaformer_s12_raft": _RAFT,
+    "convnext_tiny_dcls": _DCLS,
+    "metaformer_s12_dcls": _DCLS,
+    "glnet_9g": "depthwise convs in every block (position 3x3, MLP 3x3, GLMix 5x5), whose CPU "
+    "backward dominates a step, and global attention blocks in stage 3",
+    "glnet_16g": "as glnet_9g, wider",
+}
+
 
 def zoo_models() -> list[tuple[str, str]]:
     """(model name, backbone module) for every model the zoo registers."""
@@ -90,6 +127,18 @@ def _family_link(family: str) -> str:
     return "timm's own" if family == "timm" else f"[{family}](../zoo/backbones/{family}.py)"
 
 
+def speed_notes(models) -> str:
+    """The section naming why the listed models train slowly, for those that are in `models`."""
+    notes = [f"- `{m}`: {SPEED_NOTES[m]}.\n" for m in models if m in SPEED_NOTES]
+    if not notes:
+        return ""
+    return (
+        "\n## Slower than a timm model of similar GMACs\n\n"
+        "Zoo models whose training images/s are more than 3x below the timm model of this table "
+        "nearest in GMACs, and why:\n\n" + "".join(notes)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -130,7 +179,10 @@ def main() -> None:
         f"{torch.get_num_threads()} threads, torch {torch.__version__}), batch {args.batch} at "
         f"{args.size}px on the short side (`at`: fixed-size models run at their own input), mean "
         f"of {args.iters} iterations after one warm-up; "
-        "train = forward + backward + SGD step. Compare within this table only.\n\n" + header + body
+        "train = forward + backward + SGD step. Compare within this table only.\n\n"
+        + header
+        + body
+        + speed_notes(r["model"] for r in rows)
     )
     if args.pattern == "*":
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 """DCLS and ConvNeXt-dcls: the paper's parameter count, and learnable kernel-element positions."""
 
+import pytest
 import timm
 import torch
 import torch.nn.functional as F
@@ -85,3 +86,21 @@ def test_tiny_single_channel_input():
     assert model(torch.randn(2, 1, 32, 32)).shape == (2, 10)
     features = timm.create_model("convnext_tiny_dcls", in_chans=1, features_only=True)
     assert [f.shape[1] for f in features(torch.randn(2, 1, 64, 64))] == [96, 192, 384, 768]
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (8, 8), (12, 5)])
+def test_window_cropped_to_a_small_map_changes_nothing(size):
+    """Taps that only ever meet padding are dropped: output and every gradient unchanged."""
+    torch.manual_seed(0)
+    conv = DclsConv2d(4, 4, kernel_count=5, dilated_kernel_size=17, groups=4).double()
+    with torch.no_grad():  # spread the elements over the whole window, beyond a small map
+        conv.positions.offsets.uniform_(-8, 8)
+    x = torch.randn(2, 4, *size, dtype=torch.float64)
+    out = conv(x)
+    full = F.conv2d(x, conv.kernel(), conv.bias, padding=8, groups=4)
+    torch.testing.assert_close(out, full, rtol=1e-12, atol=1e-12)
+    params = list(conv.parameters())
+    grads = torch.autograd.grad(out.square().sum(), params)
+    full_grads = torch.autograd.grad(full.square().sum(), params)
+    for got, expected in zip(grads, full_grads, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)

@@ -4,6 +4,7 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from torchvision.ops import deform_conv2d
 
 from zoo.operators.fadc import (
     AdaptiveKernel,
@@ -142,3 +143,53 @@ def test_tiny_single_channel_input():
     with torch.no_grad():
         logits = model(torch.randn(2, 1, 32, 32))
     assert logits.shape == (2, 10) and torch.isfinite(logits).all()
+
+
+def _per_sample_kernel_fadc(fadc: FrequencyAdaptiveDilatedConv, x: torch.Tensor) -> torch.Tensor:
+    """FADC as the official code runs it: AdaKern's per-sample kernels, one conv per sample."""
+    x = fadc.freq_select(x)
+    kernels = fadc.adaptive_kernel(x, fadc.weight)
+    padded = fadc._pad(x)
+    offsets = fadc._sampling_offsets(fadc.adaptive_dilation(padded))
+    mask = torch.sigmoid(fadc.modulation(padded))
+    outputs = [
+        deform_conv2d(
+            padded[b : b + 1],
+            offsets[b : b + 1],
+            kernels[b],
+            fadc.bias,
+            stride=fadc.stride,
+            mask=mask[b : b + 1],
+        )
+        for b in range(x.shape[0])
+    ]
+    return torch.cat(outputs)
+
+
+@pytest.mark.parametrize(
+    "in_chs, out_chs, stride, groups, deform_groups",
+    [(8, 6, 1, 1, 1), (8, 8, 2, 1, 2), (8, 12, 1, 4, 2), (8, 8, 1, 8, 1)],
+)
+def test_factored_adakern_equals_the_per_sample_kernels(
+    in_chs, out_chs, stride, groups, deform_groups
+):
+    """FADC applies AdaKern as channel scales; the output and every gradient are unchanged.
+
+    In float64, so that the two orders of summation agree to far below any real difference.
+    """
+    torch.manual_seed(0)
+    fadc = FrequencyAdaptiveDilatedConv(
+        in_chs, out_chs, 3, stride, groups=groups, deform_groups=deform_groups
+    ).double()
+    with torch.no_grad():  # move every branch off its initial value, as after training
+        for name, param in fadc.named_parameters():
+            if "bn" not in name:
+                param.add_(torch.randn_like(param) * 0.3)
+    x = torch.randn(3, in_chs, 9, 10, dtype=torch.float64)
+    factored = fadc(x)
+    factored_grads = torch.autograd.grad(factored.square().sum(), list(fadc.parameters()))
+    reference = _per_sample_kernel_fadc(fadc, x)
+    reference_grads = torch.autograd.grad(reference.square().sum(), list(fadc.parameters()))
+    torch.testing.assert_close(factored, reference, rtol=1e-9, atol=1e-10)
+    for got, expected in zip(factored_grads, reference_grads, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-10)

@@ -3,8 +3,9 @@
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 
-from zoo.operators.raftmlp import RaftMixingBlock, RaftTokenMixer
+from zoo.operators.raftmlp import RaftMixingBlock, RaftTokenMixer, resize_bicubic
 
 # The paper's ImageNet-1K comparison table (arXiv 2108.04384, "#Params")
 PAPER_PARAMS_M = {"raftmlp_s": 9.9}
@@ -68,3 +69,19 @@ def test_forward_on_tiny_single_channel_input():
     model = timm.create_model("raftmlp_s", in_chans=1, num_classes=10).eval()
     with torch.no_grad():
         assert model(torch.randn(2, 1, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize(
+    "size, new_size", [((8, 8), (56, 56)), ((56, 28), (7, 14)), ((1, 5), (3, 2))]
+)
+def test_matrix_resize_is_bicubic_interpolation(size, new_size):
+    """The resampling's two matrix products equal F.interpolate's bicubic, values and gradients."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, *size, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(2, 3, *new_size, dtype=torch.float64)
+    resized = resize_bicubic(x, new_size)
+    expected = F.interpolate(x, size=new_size, mode="bicubic", align_corners=False)
+    torch.testing.assert_close(resized, expected, rtol=1e-12, atol=1e-12)
+    (grad,) = torch.autograd.grad((resized * weights).sum(), x)
+    (expected_grad,) = torch.autograd.grad((expected * weights).sum(), x)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=1e-12)

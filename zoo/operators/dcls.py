@@ -35,12 +35,12 @@ import math
 
 import torch
 import torch.nn.functional as F
-from timm.layers import to_2tuple
+from timm.layers import register_notrace_module, to_2tuple
 from torch import nn
 
 from .registry import register_token_mixer
 
-__all__ = ["DclsConv2d", "DclsPositions", "dcls_kernel"]
+__all__ = ["DclsConv2d", "DclsPositions", "crop_to_input", "dcls_kernel"]
 
 
 def _interpolation_taps(offsets: torch.Tensor, size: int) -> torch.Tensor:
@@ -113,6 +113,23 @@ class DclsPositions(nn.Module):
                 nn.init.normal_(self.offsets[axis], 0.0, 0.5).clamp_(-limit, limit)
 
 
+def crop_to_input(
+    kernel: torch.Tensor, padding: tuple[int, int], size: tuple[int, int]
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The kernel and padding of a stride-1 'same' conv less the taps that only meet padding.
+
+    On an H-row input a tap more than H - 1 rows from the centre reads zero padding at every
+    output position; dropping those rows of taps (and as much padding) leaves the output and
+    every gradient unchanged. A 17x17 DCLS window on a 2x2 map keeps 3x3 of its taps.
+    """
+    extra_h = max(0, padding[0] - (size[0] - 1))
+    extra_w = max(0, padding[1] - (size[1] - 1))
+    kernel = kernel[:, :, extra_h : kernel.shape[2] - extra_h, extra_w : kernel.shape[3] - extra_w]
+    return kernel, (padding[0] - extra_h, padding[1] - extra_w)
+
+
+# a leaf for torch.fx: how much of the window it keeps depends on the input size
+@register_notrace_module
 class DclsConv2d(nn.Module):
     """A 2D convolution whose `kernel_count` kernel elements sit at learnable positions.
 
@@ -184,7 +201,18 @@ class DclsConv2d(nn.Module):
         return dcls_kernel(self.weight, self.positions.offsets, self.dilated_kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.kernel(), self.bias, self.stride, self.padding, 1, self.groups)
+        kernel, padding = self.kernel(), self.padding
+        window = self.dilated_kernel_size
+        same_size = (
+            self.stride == (1, 1)
+            and 2 * padding[0] + 1 == window[0]
+            and 2 * padding[1] + 1 == window[1]
+        )
+        if same_size:
+            # CPU backward of large depthwise kernels costs per tap, and at 32 px input most of
+            # the 17x17 window lies beyond the map
+            kernel, padding = crop_to_input(kernel, padding, (x.shape[-2], x.shape[-1]))
+        return F.conv2d(x, kernel, self.bias, self.stride, padding, 1, self.groups)
 
 
 @register_token_mixer("dcls")
