@@ -22,10 +22,12 @@ the absolute figures depend on the machine and its load, the ratios much less.
 """
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -325,7 +327,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     for name in args.task:
-        print(json.dumps(measure_task(name, args)), flush=True)
+        # Lightning's summaries and progress bar go to stderr: stdout holds the JSON lines only
+        with contextlib.redirect_stdout(sys.stderr):
+            line = measure_task(name, args)
+        print(json.dumps(line), flush=True)
 
 
 if __name__ == "__main__":
