@@ -34,6 +34,18 @@ def warmup_cosine(
     return LambdaLR(optimizer, factor)
 
 
+def compile_in_place(model: nn.Module) -> None:
+    """`torch.compile` the entry point tasks call: `forward_features` where the model has one
+    (re-ID and volatility call it directly, and `forward` runs through it), `forward` otherwise
+    (feature pyramids, restoration networks).
+
+    The module stays itself, so checkpoints keep their keys (`torch.compile(model)` would prefix
+    them with `_orig_mod.`) and load into an uncompiled task.
+    """
+    name = "forward_features" if hasattr(model, "forward_features") else "forward"
+    setattr(model, name, torch.compile(getattr(model, name)))
+
+
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
@@ -47,6 +59,9 @@ class BaseTask(L.LightningModule):
         in_chans: Input channels, from the datamodule.
         optimizer: A partial optimiser (Hydra `_partial_: true`), called with the param groups.
         scheduler: A partial scheduler called with `optimizer` and `total_steps`, or None.
+        channels_last: Keep 4D weights in channels-last (NHWC) memory; convolutions then run
+            in that layout, which oneDNN and cuDNN prefer.
+        compile: `torch.compile` the backbone (see `compile_in_place`).
     """
 
     #: The log key that selects the best checkpoint, and whether higher is better.
@@ -64,21 +79,29 @@ class BaseTask(L.LightningModule):
         in_chans: int = 3,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.configure_models()
+        if channels_last:
+            # a convolution's output follows its weight's layout, so the whole network runs in it
+            self.to(memory_format=torch.channels_last)
         self.configure_losses()
         self.configure_metrics()
 
     def create_backbone(self, **kwargs) -> nn.Module:
         """`timm.create_model` with the configured backbone; `kwargs` are the task's needs."""
-        return timm.create_model(
+        model = timm.create_model(
             self.hparams.backbone,
             pretrained=False,
             in_chans=self.hparams.in_chans,
             **{**(self.hparams.backbone_kwargs or {}), **kwargs},
         )
+        if self.hparams.get("compile"):
+            compile_in_place(model)
+        return model
 
     def configure_models(self) -> None:
         raise NotImplementedError

@@ -182,7 +182,8 @@ class VolatilityTask(BaseTask):
     def _shared_step(self, batch: dict, split: str, metrics: MetricCollection) -> tuple:
         output = self(batch["image"], batch.get("features"))
         loss = self.loss(output, batch["target"])
-        predicted = self.to_volatility(output.detach())
+        # metrics, baselines and figures in float32, whatever precision the step ran in
+        predicted = self.to_volatility(output.detach().float())
         metrics.update(predicted, batch["target"])
         n = len(output)
         self.log(
