@@ -1,7 +1,6 @@
 """What every task shares: backbone creation, optimiser and schedule, the NaN guard, figures."""
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -9,6 +8,7 @@ import lightning as L
 import matplotlib
 import timm
 import torch
+from hydra.utils import instantiate
 from timm.optim import param_groups_weight_decay
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
@@ -34,6 +34,14 @@ def warmup_cosine(
     return LambdaLR(optimizer, factor)
 
 
+def _build(config: dict[str, Any], **objects: Any) -> Any:
+    """Hydra's `instantiate` of `config`, called with live `objects` (parameters, an optimiser).
+
+    The objects go to the partial, not to `instantiate`, which would merge them into a config.
+    """
+    return instantiate(config, _partial_=True)(**objects)
+
+
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
@@ -45,8 +53,12 @@ class BaseTask(L.LightningModule):
         backbone: A timm model name (any registered model, the zoo's included).
         backbone_kwargs: Extra keyword arguments for `timm.create_model`.
         in_chans: Input channels, from the datamodule.
-        optimizer: A partial optimiser (Hydra `_partial_: true`), called with the param groups.
-        scheduler: A partial scheduler called with `optimizer` and `total_steps`, or None.
+        optimizer: The optimiser's config (`_target_` and its arguments, a plain dict); built
+            with the param groups in `configure_optimizers`. None: AdamW.
+        scheduler: The scheduler's config, built with `optimizer` and `total_steps`, or None.
+
+    Configs, not objects, so that the hyper-parameters a checkpoint stores are plain data that
+    torch's weights-only unpickler loads (tasks/checkpoints.py).
     """
 
     #: The log key that selects the best checkpoint, and whether higher is better.
@@ -62,8 +74,8 @@ class BaseTask(L.LightningModule):
         backbone: str,
         backbone_kwargs: dict | None = None,
         in_chans: int = 3,
-        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-        scheduler: Callable[..., Any] | None = None,
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -90,14 +102,16 @@ class BaseTask(L.LightningModule):
         pass
 
     def configure_optimizers(self) -> dict:
-        make_optimizer = self.hparams.optimizer or torch.optim.AdamW
-        weight_decay = getattr(make_optimizer, "keywords", {}).get("weight_decay", 0.0)
+        optimizer_config = self.hparams.optimizer or {"_target_": "torch.optim.AdamW"}
+        weight_decay = optimizer_config.get("weight_decay", 0.0)
         # no decay on norms, biases and layer scales: the timm convention
-        optimizer = make_optimizer(params=param_groups_weight_decay(self, weight_decay))
+        optimizer = _build(optimizer_config, params=param_groups_weight_decay(self, weight_decay))
         if self.hparams.scheduler is None:
             return {"optimizer": optimizer}
-        scheduler = self.hparams.scheduler(
-            optimizer=optimizer, total_steps=int(self.trainer.estimated_stepping_batches)
+        scheduler = _build(
+            self.hparams.scheduler,
+            optimizer=optimizer,
+            total_steps=int(self.trainer.estimated_stepping_batches),
         )
         return {
             "optimizer": optimizer,
