@@ -81,13 +81,7 @@ def load_checkpoint(
     """
     path = Path(path)
     where = f"{key}={str(path)!r}"
-    if not path.is_file():
-        raise CheckpointError(f"{where}: no such checkpoint file")
-    if path.stat().st_size == 0:
-        raise CheckpointError(
-            f"{where} is empty (0 bytes); expected a checkpoint written by train.py "
-            "(a run killed while saving can leave one: use the previous checkpoint)"
-        )
+    _check_bytes(path, where)
     unsafe = _unsafe_globals(path, where)
     if unsafe and not trust:
         remedy = (
@@ -115,17 +109,30 @@ def load_checkpoint(
     return checkpoint
 
 
-def _unsafe_globals(path: Path, where: str) -> list[str]:
-    """The classes and functions unpickling `path` would import beyond plain data.
-
-    Read statically: nothing in the file is imported or run. Raises `CheckpointError` for a
-    file that is neither what torch.save writes (a zip archive) nor a pickle.
-    """
+def _check_bytes(path: Path, where: str) -> None:
+    """Raise `CheckpointError` unless `path` is an intact zip archive (torch.save's format) or a
+    whole pickle (torch's legacy format, or a file made to look like a checkpoint)."""
+    if not path.is_file():
+        raise CheckpointError(f"{where}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(
+            f"{where} is empty (0 bytes); expected a checkpoint written by train.py "
+            "(a run killed while saving can leave one: use the previous checkpoint)"
+        )
     if zipfile.is_zipfile(path):
         try:
-            return torch.serialization.get_unsafe_globals_in_checkpoint(path)
-        except (RuntimeError, ValueError, EOFError, KeyError) as error:
+            with zipfile.ZipFile(path) as archive:
+                # every member against the CRC-32 torch.save stored: torch.load does not
+                # check it, and flipped bytes in a weight would load silently
+                damaged = archive.testzip()
+        except zipfile.BadZipFile as error:
             raise _corrupt(where, error) from None
+        if damaged:
+            raise CheckpointError(
+                f"{where} is corrupt: its member {damaged} fails its CRC-32 check (the bytes "
+                "changed after torch.save wrote them); use an earlier checkpoint of the run"
+            )
+        return
     with path.open("rb") as stream:
         head = stream.read(4)
     if head.startswith(b"PK"):
@@ -133,14 +140,24 @@ def _unsafe_globals(path: Path, where: str) -> list[str]:
             f"{where} is a damaged zip archive (no central directory): truncated while it was "
             "written or copied; use an earlier checkpoint of the run"
         )
-    imports = _imports_of_bare_pickle(path)
-    if imports is None:
+    if _imports_of_bare_pickle(path) is None:
         raise CheckpointError(
             f"{where} is not a checkpoint: neither a zip archive (what torch.save writes) nor "
             f"a pickle (it starts with {head!r})"
         )
-    # a bare pickle is torch's legacy format, or a file made to look like a checkpoint
-    return imports
+
+
+def _unsafe_globals(path: Path, where: str) -> list[str]:
+    """The classes and functions unpickling `path` would import beyond plain data.
+
+    Read statically, from the pickle's opcodes: nothing in the file is imported or run.
+    """
+    if not zipfile.is_zipfile(path):
+        return _imports_of_bare_pickle(path) or []
+    try:
+        return torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, KeyError) as error:
+        raise _corrupt(where, error) from None
 
 
 def check_identity(

@@ -34,6 +34,12 @@ class RunsCode:
         return exec, (f"open({self.marker!r}, 'w').close()",)
 
 
+def flip_middle(data: bytes) -> bytes:
+    """500 random bytes in the middle: in some weight, a bad disk or copy."""
+    middle = len(data) // 2
+    return data[:middle] + os.urandom(500) + data[middle + 500 :]
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A real checkpoint of `python train.py` (classification, InceptionNeXt-atto)."""
@@ -70,10 +76,11 @@ def test_the_optimizer_is_built_from_its_config(make_cfg, tmp_path):
     [
         (lambda data: b"", r"is empty \(0 bytes\)"),
         (lambda data: data[: len(data) // 2], "damaged zip archive.*truncated"),
+        (lambda data: flip_middle(data), "is corrupt: its member archive/.* fails its CRC-32"),
         (lambda data: os.urandom(4096), "not a checkpoint: neither a zip archive"),
         (lambda data: b"epoch,loss\n0,1.0\n", r"not a checkpoint.*starts with b'epoc'"),
     ],
-    ids=["empty", "truncated", "random-bytes", "text"],
+    ids=["empty", "truncated", "flipped-bytes", "random-bytes", "text"],
 )
 def test_an_unreadable_file_is_named(checkpoint, tmp_path, damage, message):
     bad = tmp_path / "bad.ckpt"
@@ -152,7 +159,12 @@ def test_a_trusted_checkpoint_with_objects_is_evaluated(make_cfg, checkpoint, tm
     saved = torch.load(checkpoint, weights_only=True)
     saved["hyper_parameters"]["optimizer"] = functools.partial(torch.optim.AdamW, lr=0.002)
     torch.save(saved, old)
-    evaluate = ["mode=test", f"ckpt_path={old}", "data.batch_size=16", "trainer.limit_test_batches=1"]
+    evaluate = [
+        "mode=test",
+        f"ckpt_path={old}",
+        "data.batch_size=16",
+        "trainer.limit_test_batches=1",
+    ]
     with pytest.raises(UnsafeCheckpointError, match=r"\(functools.partial, torch.optim.adamw"):
         train.run(make_cfg(*evaluate))
     results = train.run(make_cfg(*evaluate, "trust_checkpoint=true"))
