@@ -97,6 +97,17 @@ def test_a_torch_file_that_is_not_a_lightning_checkpoint(tmp_path):
         load_checkpoint(weights)
 
 
+def test_a_missing_file_or_one_that_records_no_run(tmp_path):
+    with pytest.raises(CheckpointError, match=r"ckpt_path='.*nowhere.ckpt': no such checkpoint"):
+        load_checkpoint(tmp_path / "nowhere.ckpt")
+    bare = tmp_path / "bare.ckpt"
+    torch.save({"state_dict": {"weight": torch.zeros(1)}}, bare)
+    assert load_checkpoint(bare)["state_dict"]["weight"].shape == (1,)  # nothing expected
+    with pytest.raises(CheckpointError, match=r"not a convzoo checkpoint: it records neither a "
+                                              rf"task nor a backbone.*expected task {CLASSIFICATION}"):  # fmt: skip
+        load_checkpoint(bare, task=CLASSIFICATION)
+
+
 @pytest.mark.parametrize(
     "override, found",
     [
