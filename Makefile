@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-fast lint zoo-table clean
+.PHONY: install train test test-fast lint zoo-table timm-suite clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ lint: $(STAMP)
 
 zoo-table: $(STAMP)
 	$(BIN)/python -m zoo.table
+
+# timm's own tests/test_models.py on the zoo's models matching MODELS (fetched once from PyPI)
+timm-suite: $(STAMP)
+	@test -n "$(MODELS)" || { echo "set MODELS, e.g. make timm-suite MODELS='hornet_*'"; exit 2; }
+	$(BIN)/python tools/timm_suite.py '$(MODELS)'
 
 clean:
 	rm -rf $(VENV) outputs logs

@@ -30,6 +30,7 @@ from rich.table import Table
 
 import zoo  # noqa: F401  (registers the zoo's backbones in timm)
 from tasks.callbacks import Throughput
+from tasks.checkpoints import ConfigInCheckpoint, load_checkpoint
 from tasks.preflight import preflight
 from tasks.results import RESULTS_FILE, count_gmacs, count_parameters, git_commit, write_results
 from tasks.rng_state import RandomState
@@ -105,6 +106,20 @@ def check_distributed_launch(cfg: DictConfig) -> None:
         )
 
 
+def check_checkpoint(cfg: DictConfig) -> None:
+    """Refuse a `ckpt_path` that is unreadable, unsafe, or of another task or backbone."""
+    if not cfg.ckpt_path:
+        return
+    if cfg.trust_checkpoint:
+        console.print(f"[yellow]trust_checkpoint=true: unpickling {cfg.ckpt_path} in full[/]")
+    load_checkpoint(
+        cfg.ckpt_path,
+        task=cfg.task._target_,
+        backbone=cfg.backbone.name,
+        trust=cfg.trust_checkpoint,
+    )
+
+
 def apply_min_input_size(cfg: DictConfig) -> None:
     """Raise `data.image_size` to the backbone config's `min_input_size`, saying so.
 
@@ -167,12 +182,15 @@ def make_loggers(cfg: DictConfig) -> list:
 
 
 def make_callbacks(cfg: DictConfig, with_logger: bool) -> list:
-    return [
+    callbacks = [
         instantiate(cb_cfg)
         for cb_cfg in (cfg.get("callbacks") or {}).values()
         # a learning-rate monitor without a logger has nowhere to write
         if with_logger or not cb_cfg._target_.endswith("LearningRateMonitor")
     ]
+    run_config = OmegaConf.to_container(cfg, resolve=True)
+    run_config.pop("hydra", None)  # present only where tests compose with Hydra's own config
+    return [*callbacks, ConfigInCheckpoint(run_config)]
 
 
 def gather_results(
@@ -246,14 +264,19 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     check_run(cfg)
     check_backbone(cfg.backbone.name)
     check_task_data(cfg)
+    check_checkpoint(cfg)
     preflight(cfg)  # folders written can be written, data read exists (tasks/preflight.py)
     apply_min_input_size(cfg)
     L.seed_everything(cfg.seed, workers=True)
 
     mean, std = backbone_normalization(cfg.backbone.name)
     datamodule = build(cfg.data, mean=mean, std=std)
+    # plain containers all the way down, the optimiser's and scheduler's configs unbuilt: the
+    # task's hyper-parameters go into checkpoints, which must hold plain data only
     task = build(
         cfg.task,
+        _recursive_=False,
+        _convert_="all",
         backbone=cfg.backbone.name,
         backbone_kwargs=OmegaConf.to_container(cfg.backbone.kwargs, resolve=True),
         **datamodule.task_kwargs,
@@ -266,22 +289,21 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    # our checkpoints carry the task's hyper-parameters, Hydra partials included, which
-    # torch's weights-only unpickler refuses; they are trusted files this project wrote
+    # checkpoints hold plain data (tasks/checkpoints.py): torch's weights-only unpickler reads
+    # them and runs nothing; only a user's trust_checkpoint=true unpickles ckpt_path in full
+    weights_only = not cfg.trust_checkpoint
     started = time.perf_counter()
     try:
         with stop:
             if cfg.mode == "train":
                 trainer.fit(
-                    task, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=False
+                    task, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=weights_only
                 )
                 best = getattr(trainer.checkpoint_callback, "best_model_path", "")
-                trainer.test(
-                    task, datamodule=datamodule, ckpt_path=best or None, weights_only=False
-                )
+                trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
             else:
                 trainer.test(
-                    task, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=False
+                    task, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=weights_only
                 )
     except SIGTERMException:  # Lightning's stop on a signal (tasks/signals.py)
         finish_wandb_run(failed=True)

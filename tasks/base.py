@@ -1,7 +1,6 @@
 """What every task shares: backbone creation, optimiser and schedule, the NaN guard, figures."""
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -9,6 +8,7 @@ import lightning as L
 import matplotlib
 import timm
 import torch
+from hydra.utils import instantiate
 from timm.optim import param_groups_weight_decay
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
@@ -46,6 +46,14 @@ def compile_in_place(model: nn.Module) -> None:
     setattr(model, name, torch.compile(getattr(model, name)))
 
 
+def _build(config: dict[str, Any], **objects: Any) -> Any:
+    """Hydra's `instantiate` of `config`, called with live `objects` (parameters, an optimiser).
+
+    The objects go to the partial, not to `instantiate`, which would merge them into a config.
+    """
+    return instantiate(config, _partial_=True)(**objects)
+
+
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
@@ -57,11 +65,15 @@ class BaseTask(L.LightningModule):
         backbone: A timm model name (any registered model, the zoo's included).
         backbone_kwargs: Extra keyword arguments for `timm.create_model`.
         in_chans: Input channels, from the datamodule.
-        optimizer: A partial optimiser (Hydra `_partial_: true`), called with the param groups.
-        scheduler: A partial scheduler called with `optimizer` and `total_steps`, or None.
+        optimizer: The optimiser's config (`_target_` and its arguments, a plain dict); built
+            with the param groups in `configure_optimizers`. None: AdamW.
+        scheduler: The scheduler's config, built with `optimizer` and `total_steps`, or None.
         channels_last: Keep 4D weights in channels-last (NHWC) memory; convolutions then run
             in that layout, which oneDNN and cuDNN prefer.
         compile: `torch.compile` the backbone (see `compile_in_place`).
+
+    Configs, not objects, so that the hyper-parameters a checkpoint stores are plain data that
+    torch's weights-only unpickler loads (tasks/checkpoints.py).
     """
 
     #: The log key that selects the best checkpoint, and whether higher is better.
@@ -77,8 +89,8 @@ class BaseTask(L.LightningModule):
         backbone: str,
         backbone_kwargs: dict | None = None,
         in_chans: int = 3,
-        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-        scheduler: Callable[..., Any] | None = None,
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
         channels_last: bool = False,
         compile: bool = False,
     ):
@@ -113,14 +125,16 @@ class BaseTask(L.LightningModule):
         pass
 
     def configure_optimizers(self) -> dict:
-        make_optimizer = self.hparams.optimizer or torch.optim.AdamW
-        weight_decay = getattr(make_optimizer, "keywords", {}).get("weight_decay", 0.0)
+        optimizer_config = self.hparams.optimizer or {"_target_": "torch.optim.AdamW"}
+        weight_decay = optimizer_config.get("weight_decay", 0.0)
         # no decay on norms, biases and layer scales: the timm convention
-        optimizer = make_optimizer(params=param_groups_weight_decay(self, weight_decay))
+        optimizer = _build(optimizer_config, params=param_groups_weight_decay(self, weight_decay))
         if self.hparams.scheduler is None:
             return {"optimizer": optimizer}
-        scheduler = self.hparams.scheduler(
-            optimizer=optimizer, total_steps=int(self.trainer.estimated_stepping_batches)
+        scheduler = _build(
+            self.hparams.scheduler,
+            optimizer=optimizer,
+            total_steps=int(self.trainer.estimated_stepping_batches),
         )
         return {
             "optimizer": optimizer,

@@ -61,6 +61,7 @@ from zoo.operators.ctl import FramesCTL
 from zoo.operators.delta import DeltaActivation
 
 from .base import BaseTask
+from .checkpoints import load_checkpoint
 from .distributed import gather_list
 from .heads import IncompatibleBackboneError
 from .heads.temporal import FeatureAdapter, TemporalModel, build_temporal_model
@@ -206,7 +207,9 @@ class SurgicalVideoTask(BaseTask):
             ) from error
 
     def _load_backbone(self, path: str) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        # any task's checkpoint may start the backbone: its weights are matched by name and shape
+        checkpoint = load_checkpoint(path, key="task.backbone_checkpoint", trust_hint=None)
+        state = checkpoint["state_dict"]
         own = self.backbone.state_dict()
         weights = {
             key.removeprefix("backbone."): value
@@ -472,9 +475,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", default=".", help="folder for <video>-phases.csv/.png")
     parser.add_argument("--sample-fps", type=float, default=1.0)
     parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="unpickle the checkpoint in full, running any code it names")  # fmt: skip
     args = parser.parse_args(argv)
-    task = SurgicalVideoTask.load_from_checkpoint(args.checkpoint, map_location="cpu",
-                                                  weights_only=False)  # fmt: skip
+    target = f"{SurgicalVideoTask.__module__}.{SurgicalVideoTask.__qualname__}"
+    checkpoint = load_checkpoint(args.checkpoint, task=target, trust=args.trust_checkpoint,
+                                 key="checkpoint", trust_hint="--trust-checkpoint")  # fmt: skip
+    task = SurgicalVideoTask(**checkpoint["hyper_parameters"])
+    task.load_state_dict(checkpoint["state_dict"])
     frames, indices, _, fps = decode_video(Path(args.video), args.sample_fps, args.image_size)
     pretrained = timm.models.get_pretrained_cfg(task.hparams.backbone)
     mean = torch.tensor(getattr(pretrained, "mean", None) or timm.data.IMAGENET_DEFAULT_MEAN)

@@ -38,9 +38,9 @@ def test_in_chans_and_num_classes_come_from_the_data(make_cfg):
 def test_resume_continues_epochs_and_optimizer(make_cfg, tmp_path):
     train.run(make_cfg(*QUICK))
     last = tmp_path / "checkpoints" / "last.ckpt"
-    first = torch.load(last, weights_only=False)
+    first = torch.load(last, weights_only=True)
     resumed = train.run(make_cfg(*QUICK, "trainer.max_epochs=3", f"ckpt_path={last}"))
-    second = torch.load(last, weights_only=False)
+    second = torch.load(last, weights_only=True)
     assert resumed["epochs"] == 3
     assert second["global_step"] == first["global_step"] + 4  # one more epoch of 4 batches
     step_before = first["optimizer_states"][0]["state"][0]["step"]
