@@ -131,7 +131,9 @@ class ClassificationTask(BaseTask):
             writer = csv.writer(f)
             writer.writerow(["file", "class", "probability"])
             for files in inputs.batches(32):
-                images = torch.stack([transform(image=inputs.read_image(p))["image"] for p in files])
+                images = torch.stack(
+                    [transform(image=inputs.read_image(p))["image"] for p in files]
+                )
                 probability, index = self(images.to(self.device)).softmax(1).max(1)
                 for file, i, q in zip(files, index.tolist(), probability.tolist()):
                     writer.writerow([inputs.name(file), names[i], f"{q:.4f}"])

@@ -62,7 +62,9 @@ def unsupported_operator(error: BaseException) -> str | None:
     return None
 
 
-def export_program(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.export.ExportedProgram:
+def export_program(
+    module: nn.Module, inputs: tuple[torch.Tensor, ...]
+) -> torch.export.ExportedProgram:
     try:
         # the batch size is left to the exporter (Dim.AUTO): dynamic where the network allows
         batch = tuple({0: torch.export.Dim.AUTO} for _ in inputs)
@@ -154,7 +156,9 @@ def export(ckpt_path: str, out_dir: Path) -> dict[str, Any]:
         "checkpoint": str(ckpt_path),
         "task": task.name,
         "backbone": task.hparams.backbone,
-        "inputs": {n: {"shape": list(t.shape), "dtype": "float32"} for n, t in zip(input_names, inputs)},
+        "inputs": {
+            n: {"shape": list(t.shape), "dtype": "float32"} for n, t in zip(input_names, inputs)
+        },
         "outputs": outputs,
         "class_names": list(task.hparams.get("class_names") or []),
         "preprocessing": {k: record[k] for k in ("in_chans", "mean", "std", "transform")},
@@ -172,7 +176,9 @@ def print_export(result: dict[str, Any], out_dir: Path) -> None:
     for kind in ("torch_export", "onnx"):
         entry = result[kind]
         if "error" in entry:
-            print(f"{kind}: FAILED at {entry['operator'] or 'an unnamed operator'}: {entry['error']}")
+            print(
+                f"{kind}: FAILED at {entry['operator'] or 'an unnamed operator'}: {entry['error']}"
+            )
         else:
             print(f"{kind}: {out_dir / entry['file']} ({entry['seconds']:.1f} s)")
     parity = result["onnx"].get("parity")

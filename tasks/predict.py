@@ -12,6 +12,7 @@ and hands them to the task, so that no task module imports data.
 """
 
 import glob
+import inspect
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -134,8 +135,9 @@ class PredictionInputs:
         return path.relative_to(self.root).as_posix()
 
     def output_path(self, folder: Path, path: Path, suffix: str = ".png") -> Path:
-        """`folder/<name of path>` with `suffix`, its parent folders made."""
-        target = (folder / self.name(path)).with_suffix(suffix)
+        """`folder/<name of path>` with its extension replaced by `suffix`, parents made."""
+        target = folder / self.name(path)
+        target = target.with_name(target.stem + suffix)
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
 
@@ -175,6 +177,37 @@ class PredictionInputs:
         frames, indices, _, fps = decode_video(path, data.get("sample_fps", 1.0),
                                                data.get("image_size", 64))  # fmt: skip
         return torch.cat([self.normalize(f) for f in frames]), indices, fps
+
+    def read_series(self, path: Path) -> dict[str, Any]:
+        """Every window of the price file `path`, read by the training data's own reader (the
+        data config with `path` replaced) and built with the checkpoint's settings.
+
+        The inputs are standardised by the file's own first `split_fractions[0]`, as the training
+        data were by theirs.
+
+        Returns:
+            `start` (N,) unix times of each window's last interval, `image` and `features`
+            (the network's inputs), `realised_next` (N,) the realised volatility of the interval
+            after each window (NaN after the last).
+        """
+        from data.volatility import HAR_LAGS
+
+        data = self.record["data"]
+        if "path" not in inspect.signature(get_class(data["_target_"]).__init__).parameters:
+            raise CheckpointError(
+                f"the checkpoint was trained on {data['_target_']}, which reads no file: "
+                "mode=predict reads files of the training data's format (data=bars, "
+                "binance_trades or lobster)"
+            )
+        series = instantiate({**data, "path": str(path)}, _convert_="all")
+        series.setup("predict")
+        samples = np.arange(max(series.window, HAR_LAGS[-1]) - 1, len(series.rv))
+        return {
+            "start": series.interval_start[samples],
+            "image": series.window_inputs(samples),
+            "features": torch.from_numpy(series.features_all[samples]),
+            "realised_next": np.append(series.rv[samples[:-1] + 1], np.nan),
+        }
 
 
 def predict(ckpt_path: str, pattern: str, out_dir: Path) -> dict[str, Any]:
