@@ -259,7 +259,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     record = InferenceRecord({**OmegaConf.to_container(cfg.data, resolve=True), "mean": mean,
                               "std": std})  # fmt: skip
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=[*make_callbacks(cfg, bool(loggers)), record], logger=loggers or False
+        cfg.trainer,
+        callbacks=[*make_callbacks(cfg, bool(loggers)), record],
+        logger=loggers or False,
     )
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
