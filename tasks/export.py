@@ -75,7 +75,11 @@ def export_program(
 
 def export_onnx(program: torch.export.ExportedProgram, path: Path, input_names: list[str],
                 output_names: list[str]) -> None:  # fmt: skip
-    """Translate an exported program to ONNX (torch's dynamo exporter, the maintained one)."""
+    """Translate an exported program to ONNX (torch's dynamo exporter, the maintained one).
+
+    onnxscript's graph optimiser is left off: ONNX Runtime folds constants and fuses operators
+    itself when it loads a model, and the optimiser took a third of the export's time.
+    """
     # the translator's optimiser logs every pass at INFO, which Hydra's logging config shows
     for name in ("onnxscript", "onnx_ir"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -83,7 +87,8 @@ def export_onnx(program: torch.export.ExportedProgram, path: Path, input_names: 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(program, (), str(path), input_names=input_names,
-                              output_names=output_names, dynamo=True, verbose=False)  # fmt: skip
+                              output_names=output_names, dynamo=True, optimize=False,
+                              verbose=False)  # fmt: skip
     except Exception as error:
         raise ExportFailed("ONNX export", error) from error
 

@@ -290,3 +290,14 @@ def test_export_passes_parity(task_run, tmp_path, task):
     parity = result["onnx"]["parity"]
     assert parity["max_abs_difference"] <= 1e-4 * parity["max_abs_output"]
     assert json.loads((tmp_path / "model.json").read_text())["outputs"] == result["outputs"]
+
+
+def test_predict_without_input_and_an_unknown_mode_are_refused(make_cfg, tmp_path):
+    ckpt = tmp_path / "any.ckpt"
+    ckpt.write_bytes(b"")
+    with pytest.raises(train.ConfigError, match="mode=predict needs input="):
+        train.run(make_cfg("mode=predict", f"ckpt_path={ckpt}"))
+    with pytest.raises(train.ConfigError, match="mode=export uses a checkpoint"):
+        train.run(make_cfg("mode=export"))
+    with pytest.raises(train.ConfigError, match="predict, export"):
+        train.run(make_cfg("mode=serve"))
