@@ -14,6 +14,7 @@ and hands them to the task, so that no task module imports data.
 import glob
 import inspect
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +160,11 @@ class PredictionInputs:
         """The datamodule's test-time transform, as it was when the checkpoint was written."""
         if self.record["transform"] is None:
             raise CheckpointError(f"task {self.record['task']} has no albumentations transform")
-        return A.from_dict(self.record["transform"])
+        with warnings.catch_warnings():
+            # albumentations 2.0 serialises PadIfNeeded's derived `padding` and then warns that
+            # its own constructor does not take it; the rebuilt transform pads the same
+            warnings.filterwarnings("ignore", message=r"Argument\(s\) 'padding' are not valid")
+            return A.from_dict(self.record["transform"])
 
     def normalize(self, image: np.ndarray) -> torch.Tensor:
         """(H, W, C) uint8 -> (1, C, H, W) normalised as the datamodule normalises."""
