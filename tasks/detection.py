@@ -266,7 +266,12 @@ class DetectionTask(BaseTask):
             rows, cols = np.nonzero(np.asarray(sample["mask"]) == 1)
             scale = torch.tensor([width / (cols.max() + 1), height / (rows.max() + 1)] * 2)
             detected = self(sample["image"][None].to(self.device))[0]
-            boxes = (detected["boxes"].cpu() * scale).tolist()
+            # a box may reach into the padding: clip it to the image, drop it if nothing is left
+            boxes = detected["boxes"].cpu() * scale
+            boxes = torch.min(boxes.clamp_min(0), torch.tensor([width, height] * 2))
+            keep = ((boxes[:, 2:] - boxes[:, :2]) > 0).all(1)
+            detected = {k: v[keep.to(v.device)] for k, v in detected.items()}
+            boxes = boxes[keep].tolist()
             drawn = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).convert(
                 "RGB"
             )
