@@ -224,6 +224,7 @@ def predict(ckpt_path: str, pattern: str, out_dir: Path) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     with torch.inference_mode():
         written = task.write_predictions(PredictionInputs(root, files, record), out_dir)
+    print(f"{task.name} predictions for {len(files)} input(s): {', '.join(map(str, written))}")
     return {
         "mode": "predict",
         "checkpoint": str(ckpt_path),
