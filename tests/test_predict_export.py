@@ -144,12 +144,12 @@ RUNS = {
     "segmentation": ["task=segmentation", "data.train_size=16", "data.val_size=4",
                      "data.test_size=4", "data.batch_size=4"],
     # an untrained detector scores below the default 0.05: keep every box
-    "detection": ["task=detection", "task.score_thresh=0.0", "data.train_size=16", "data.val_size=4", "data.test_size=4",
-                  "data.batch_size=4"],
+    "detection": ["task=detection", "task.score_thresh=0.0", "data.train_size=16",
+                  "data.val_size=4", "data.test_size=4", "data.batch_size=4"],
     "super_resolution": ["task=super_resolution", "backbone=espcn", "data.samples_per_epoch=16"],
     "denoising": ["task=denoising", "backbone=dncnn", "data.samples_per_epoch=16"],
-    "reid": ["task=reid", "backbone=osnet", "data.train_ids=24",
-             "data.test_ids=8", "data.distractors=4", "data.val_ids=4", "data.ids_per_batch=4"],
+    "reid": ["task=reid", "backbone=osnet", "data.train_ids=24", "data.test_ids=8",
+             "data.distractors=4", "data.val_ids=4", "data.ids_per_batch=4"],
     "surgical_video": ["task=surgical_video"],
 }  # fmt: skip
 
