@@ -73,6 +73,13 @@ def export_program(
         raise ExportFailed("torch.export", error) from error
 
 
+def dynamic_dims(program: torch.export.ExportedProgram) -> list[list[int]]:
+    """For each input of `program`, the dimensions left symbolic (any size) by the exporter."""
+    inputs = set(program.graph_signature.user_inputs)
+    shapes = [n.meta["val"].shape for n in program.graph.nodes if n.name in inputs]
+    return [[i for i, d in enumerate(shape) if not isinstance(d, int)] for shape in shapes]
+
+
 def export_onnx(program: torch.export.ExportedProgram, path: Path, input_names: list[str],
                 output_names: list[str]) -> None:  # fmt: skip
     """Translate an exported program to ONNX (torch's dynamo exporter, the maintained one).
@@ -135,7 +142,8 @@ def export_network(module: nn.Module, inputs: tuple[torch.Tensor, ...], out_dir:
         failure = {"error": error.reason, "operator": error.operator}
         return record | {"torch_export": failure, "onnx": failure}
     torch.export.save(program, out_dir / "model.pt2")
-    record["torch_export"] = {"file": "model.pt2", "seconds": time.perf_counter() - started}
+    record["torch_export"] = {"file": "model.pt2", "seconds": time.perf_counter() - started,
+                              "dynamic_dims": dynamic_dims(program)}  # fmt: skip
     started = time.perf_counter()
     try:
         export_onnx(program, out_dir / "model.onnx", input_names, output_names)
