@@ -290,7 +290,9 @@ class ReIDTask(BaseTask):
             with written[1].open("w", newline="") as f:
                 writer = csv.writer(f)
                 writer.writerow(["query", "rank", "gallery", "distance"])
-                for q, values, order in zip(query_names, top.values.tolist(), top.indices.tolist()):
+                for q, values, order in zip(
+                    query_names, top.values.clamp_min(0).tolist(), top.indices.tolist()
+                ):
                     writer.writerows([q, r + 1, gallery_names[g], f"{d:.6f}"]
                                      for r, (d, g) in enumerate(zip(values, order)))  # fmt: skip
         return written
