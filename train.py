@@ -4,6 +4,8 @@ python train.py                                   # InceptionNeXt on digits, cla
 python train.py backbone=hornet task=segmentation
 python train.py -m backbone=inceptionnext,convnext,hornet
 python train.py mode=test ckpt_path=logs/.../checkpoints/last.ckpt
+python train.py mode=predict ckpt_path=... input=photos/   # predictions on new files
+python train.py mode=export ckpt_path=...                   # ONNX + torch.export, parity-checked
 """
 
 import difflib
@@ -31,6 +33,8 @@ from rich.table import Table
 import zoo  # noqa: F401  (registers the zoo's backbones in timm)
 from tasks.callbacks import Throughput
 from tasks.checkpoints import ConfigInCheckpoint, load_checkpoint
+from tasks.export import export
+from tasks.predict import InferenceRecord, predict
 from tasks.preflight import preflight
 from tasks.results import RESULTS_FILE, count_gmacs, count_parameters, git_commit, write_results
 from tasks.rng_state import RandomState
@@ -85,10 +89,13 @@ def check_task_data(cfg: DictConfig) -> None:
 
 
 def check_run(cfg: DictConfig) -> None:
-    if cfg.mode not in ("train", "test"):
-        raise ConfigError(f"mode must be 'train' or 'test', got mode={cfg.mode!r}")
-    if cfg.mode == "test" and not cfg.ckpt_path:
-        raise ConfigError("mode=test evaluates a checkpoint: set ckpt_path=<path to .ckpt>")
+    modes = ("train", "test", "predict", "export")
+    if cfg.mode not in modes:
+        raise ConfigError(f"mode must be one of {', '.join(modes)}; got mode={cfg.mode!r}")
+    if cfg.mode != "train" and not cfg.ckpt_path:
+        raise ConfigError(f"mode={cfg.mode} uses a checkpoint: set ckpt_path=<path to .ckpt>")
+    if cfg.mode == "predict" and not cfg.get("input"):
+        raise ConfigError("mode=predict needs input=<an image/video/CSV file, a folder or a glob>")
     if cfg.ckpt_path and not Path(cfg.ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={cfg.ckpt_path!r}: no such checkpoint file")
     check_distributed_launch(cfg)
@@ -260,8 +267,17 @@ def build(cfg: DictConfig, **kwargs: Any) -> Any:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Fit and test (mode=train) or test (mode=test); return what results.json holds."""
+    """Fit and test (mode=train) or test (mode=test); return what results.json holds.
+
+    mode=predict and mode=export read everything from the checkpoint (its task, data settings
+    and transform), whatever task and data the command line composes.
+    """
     check_run(cfg)
+    match cfg.mode:
+        case "predict":
+            return predict(cfg.ckpt_path, cfg.input, Path(cfg.paths.output_dir))
+        case "export":
+            return export(cfg.ckpt_path, Path(cfg.paths.output_dir))
     check_backbone(cfg.backbone.name)
     check_task_data(cfg)
     check_checkpoint(cfg)
@@ -282,9 +298,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         **datamodule.task_kwargs,
     )
     loggers = make_loggers(cfg)
-    # run-level guarantees, whatever callbacks= selects: exact resume, a clean stop on signals
+    # run-level guarantees, whatever callbacks= selects: exact resume, a clean stop on signals,
+    # and a record in every checkpoint of how to use it later (mode=predict, mode=export)
     stop = StopOnSignal()
-    callbacks = [*make_callbacks(cfg, bool(loggers)), RandomState(), stop]
+    record = InferenceRecord({**OmegaConf.to_container(cfg.data, resolve=True), "mean": mean,
+                              "std": std})  # fmt: skip
+    callbacks = [*make_callbacks(cfg, bool(loggers)), RandomState(), stop, record]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -332,7 +351,7 @@ def main(cfg: DictConfig) -> float | None:
             torch.set_num_threads(threads)
         return run_job(cfg, run, log=console.print)
     results = run(cfg)
-    return results["metrics"].get(results["main_metric"])
+    return results["metrics"].get(results["main_metric"]) if "metrics" in results else None
 
 
 if __name__ == "__main__":

@@ -223,7 +223,7 @@ def lightning_samples_per_second(
         limit_val_batches=0,
         num_sanity_val_steps=0,
     )
-    trainer.fit(task, train_dataloaders=Replay(batches), weights_only=False)
+    trainer.fit(task, train_dataloaders=Replay(batches))
     return _rate(clock.starts, batches, warmup)
 
 

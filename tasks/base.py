@@ -2,7 +2,7 @@
 
 import math
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import lightning as L
 import matplotlib
@@ -14,6 +14,9 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 import zoo  # noqa: F401  (registers the zoo's backbones in timm)
+
+if TYPE_CHECKING:
+    from .predict import PredictionInputs
 
 matplotlib.use("Agg")  # figures are written to files and loggers, never shown
 import matplotlib.pyplot as plt  # noqa: E402
@@ -83,6 +86,8 @@ class BaseTask(L.LightningModule):
     main_metric: ClassVar[str] = "test/loss"
     #: The task's name, matched against a datamodule's `task`.
     name: ClassVar[str]
+    #: What mode=predict reads: `image` files, `video` files or price `series` (CSV).
+    predict_input: ClassVar[Literal["image", "video", "series"]] = "image"
 
     def __init__(
         self,
@@ -144,6 +149,23 @@ class BaseTask(L.LightningModule):
     def extra_results(self) -> dict[str, Any]:
         """Task-specific entries for results.json (baselines, calibration...); none by default."""
         return {}
+
+    def write_predictions(self, inputs: "PredictionInputs", out_dir: Path) -> list[Path]:
+        """mode=predict: run on `inputs` (see tasks/predict.py), write files a person can use
+        into `out_dir` and return their paths."""
+        raise NotImplementedError(f"task={self.name} has no mode=predict")
+
+    def export_module(self) -> nn.Module:
+        """mode=export: the network to export, tensors in and tensors out."""
+        return self
+
+    def export_inputs(self, batch: dict) -> tuple[torch.Tensor, ...]:
+        """The exported network's inputs, taken from a test batch."""
+        return (batch["image"],)
+
+    def export_outputs(self) -> dict[str, str]:
+        """Each output of `export_module`, in order: its name and what it means."""
+        raise NotImplementedError(f"task={self.name} has no mode=export")
 
     def check_finite(self, loss: torch.Tensor) -> torch.Tensor:
         """Stop on a NaN/inf loss before it reaches the weights, saying what to try."""

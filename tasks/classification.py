@@ -1,7 +1,9 @@
 """Image classification with any timm backbone (the zoo's included)."""
 
+import csv
 from collections.abc import Sequence
-from typing import ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -15,6 +17,9 @@ from torchmetrics.classification import (
 )
 
 from .base import BaseTask
+
+if TYPE_CHECKING:
+    from .predict import PredictionInputs
 
 
 class ClassificationTask(BaseTask):
@@ -122,6 +127,29 @@ class ClassificationTask(BaseTask):
         shown = (self._mistakes + self._hits)[: self.hparams.plot_samples]
         if shown:
             self.log_figure("test/predictions", prediction_grid(shown, names))
+
+    def write_predictions(self, inputs: "PredictionInputs", out_dir: Path) -> list[Path]:
+        """`predictions.csv`: a row per image with its most probable class and its probability."""
+        transform = inputs.transform()
+        names = list(self.hparams.class_names or range(self.num_classes))
+        path = out_dir / "predictions.csv"
+        with path.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["file", "class", "probability"])
+            for files in inputs.batches(32):
+                images = torch.stack(
+                    [transform(image=inputs.read_image(p))["image"] for p in files]
+                )
+                probability, index = self(images.to(self.device)).softmax(1).max(1)
+                for file, i, q in zip(files, index.tolist(), probability.tolist()):
+                    writer.writerow([inputs.name(file), names[i], f"{q:.4f}"])
+        return [path]
+
+    def export_module(self) -> nn.Module:
+        return self.model
+
+    def export_outputs(self) -> dict[str, str]:
+        return {"logits": "(B, num_classes) class scores; softmax gives probabilities"}
 
 
 def prediction_grid(samples: list[tuple[np.ndarray, int, int]], names: Sequence) -> plt.Figure:

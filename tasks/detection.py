@@ -6,14 +6,17 @@ pyramid levels through torchvision's `FeaturePyramidNetwork` (with `LastLevelP6P
 the SEPC neck, optionally bounded deformable convolutions in the head towers.
 """
 
+import json
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.patches import Rectangle
+from PIL import Image, ImageDraw
 from torch import nn
 from torchmetrics.detection import MeanAveragePrecision
 from torchvision.models.detection import FCOS, RetinaNet
@@ -28,6 +31,9 @@ from .heads import FeaturePyramidBackbone, feature_pyramid
 from .heads.decoders import group_norm
 from .heads.deformable import deformable_towers
 from .heads.sepc import SEPC
+
+if TYPE_CHECKING:
+    from .predict import PredictionInputs
 
 Head = Literal["fcos", "retinanet"]
 Neck = Literal["fpn", "sepc"]
@@ -237,6 +243,94 @@ class DetectionTask(BaseTask):
         if self._shown:
             figure = boxes_figure(self._shown, self.class_names, self.hparams.plot_score)
             self.log_figure("test/predictions", figure)
+
+    def write_predictions(self, inputs: "PredictionInputs", out_dir: Path) -> list[Path]:
+        """`detections.json`: COCO results format (`image_id`, `category_id`, `bbox` as
+        [x, y, width, height] in the input's pixels, `score`), each with its `file_name` and
+        `category_name`; `image_id` is the input's position in the sorted inputs and
+        `category_id` the class index. `boxes/<name>.png`: boxes scoring >= `plot_score` drawn.
+        """
+        transform = inputs.transform()
+        colours = [
+            tuple(c)
+            for c in (plt.get_cmap("tab10")(np.arange(10))[:, :3] * 255).astype(int).tolist()
+        ]
+        results = []
+        for image_id, files in enumerate(inputs.batches(1)):
+            image = inputs.read_image(files[0])
+            height, width = image.shape[:2]
+            # the transform fits the longest side and pads at the bottom/right, so boxes only
+            # scale back; a mask of ones shows where the image landed
+            sample = transform(image=image, mask=np.ones((height, width), np.uint8),
+                               bboxes=np.zeros((0, 4), np.float32), labels=np.zeros(0, np.int64))  # fmt: skip
+            rows, cols = np.nonzero(np.asarray(sample["mask"]) == 1)
+            scale = torch.tensor([width / (cols.max() + 1), height / (rows.max() + 1)] * 2)
+            detected = self(sample["image"][None].to(self.device))[0]
+            # a box may reach into the padding: clip it to the image, drop it if nothing is left
+            boxes = detected["boxes"].cpu() * scale
+            boxes = torch.min(boxes.clamp_min(0), torch.tensor([width, height] * 2))
+            keep = ((boxes[:, 2:] - boxes[:, :2]) > 0).all(1)
+            detected = {k: v[keep.to(v.device)] for k, v in detected.items()}
+            boxes = boxes[keep].tolist()
+            drawn = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).convert(
+                "RGB"
+            )
+            draw = ImageDraw.Draw(drawn)
+            for (x0, y0, x1, y1), label, score in zip(boxes, detected["labels"].tolist(),
+                                                      detected["scores"].tolist()):  # fmt: skip
+                name = self.class_names[label]
+                results.append({
+                    "image_id": image_id, "category_id": label,
+                    "bbox": [round(v, 2) for v in (x0, y0, x1 - x0, y1 - y0)],
+                    "score": round(score, 4), "file_name": inputs.name(files[0]),
+                    "category_name": name,
+                })  # fmt: skip
+                if score >= self.hparams.plot_score:
+                    colour = colours[label % 10]
+                    draw.rectangle((x0, y0, x1, y1), outline=colour, width=2)
+                    draw.text((x0 + 2, y0 + 1), f"{name} {score:.2f}", fill=colour)
+            drawn.save(inputs.output_path(out_dir / "boxes", files[0]))
+        path = out_dir / "detections.json"
+        path.write_text(json.dumps(results, indent=1))
+        return [path, out_dir / "boxes"]
+
+    def export_module(self) -> nn.Module:
+        return DetectorNetwork(self.detector)
+
+    def export_outputs(self) -> dict[str, str]:
+        names = {
+            "cls_logits": "(B, A, num_classes) class scores of every anchor of every level",
+            "bbox_regression": "(B, A, 4) box offsets of every anchor (torchvision's box coder)",
+            "bbox_ctrness": "(B, A, 1) FCOS centre-ness of every anchor point",
+        }
+        kept = ("cls_logits", "bbox_regression") + (
+            ("bbox_ctrness",) if self.hparams.head == "fcos" else ()
+        )
+        notes = (
+            f"anchors: torchvision's AnchorGenerator over the levels of strides "
+            f"{self.detector.backbone.strides}; decoding and NMS as torchvision's "
+            f"{type(self.detector).__name__}.postprocess_detections (score_thresh "
+            f"{self.hparams.score_thresh}, nms_thresh {self.hparams.nms_thresh})"
+        )
+        return {k: f"{names[k]}; {notes}" for k in kept}
+
+
+class DetectorNetwork(nn.Module):
+    """A torchvision one-stage detector up to its head's raw outputs.
+
+    Anchor decoding and NMS are data-dependent loops that the exporters do not trace; the export
+    stops before them and model.json says how to finish (the output descriptions).
+    """
+
+    def __init__(self, detector: FCOS | RetinaNet):
+        super().__init__()
+        self.backbone, self.head = detector.backbone, detector.head
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.head(list(self.backbone(images).values()))
+        return tuple(
+            outputs[k] for k in ("cls_logits", "bbox_regression", "bbox_ctrness") if k in outputs
+        )
 
 
 def boxes_figure(samples: list[tuple[np.ndarray, dict, dict]], class_names: Sequence[str],

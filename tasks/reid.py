@@ -17,7 +17,9 @@ probability under that mixture; results.json reports whether that confidence sep
 from wrong rank-1 answers (AUROC).
 """
 
-from typing import Any, ClassVar, Literal
+import csv
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -43,6 +45,12 @@ from .retrieval import (
     evaluate_market1501,
     k_reciprocal_rerank,
 )
+
+if TYPE_CHECKING:
+    from .predict import PredictionInputs
+
+#: Input sub-folders that mode=predict reads as the query and as the gallery.
+QUERY_FOLDERS, GALLERY_FOLDERS = ("query",), ("gallery", "bounding_box_test")
 
 
 class ReIDTask(BaseTask):
@@ -254,6 +262,49 @@ class ReIDTask(BaseTask):
 
     def extra_results(self) -> dict[str, Any]:
         return self._extra
+
+    def write_predictions(self, inputs: "PredictionInputs", out_dir: Path) -> list[Path]:
+        """`embeddings.csv`: each image's file and retrieval embedding. When the input folder
+        holds `query/` and `gallery/` (or Market-1501's `bounding_box_test/`) folders,
+        `matches.csv` too: each query's 10 nearest gallery images (query, rank, gallery,
+        distance), by the task's distance."""
+        transform = inputs.transform()
+        embeddings = []
+        for files in inputs.batches(32):
+            images = torch.stack([transform(image=inputs.read_image(p))["image"] for p in files])
+            embeddings.append(self(images.to(self.device)).float().cpu())
+        embedding = torch.cat(embeddings)
+        names = [inputs.name(p) for p in inputs.files]
+        written = [out_dir / "embeddings.csv"]
+        with written[0].open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["file", *(f"e{i}" for i in range(embedding.shape[1]))])
+            writer.writerows(
+                [n, *(f"{v:.6g}" for v in e)] for n, e in zip(names, embedding.tolist())
+            )
+        folder = [n.split("/")[0] for n in names]
+        query = torch.tensor([f in QUERY_FOLDERS for f in folder])
+        gallery = torch.tensor([f in GALLERY_FOLDERS for f in folder])
+        if query.any() and gallery.any():
+            distances = distance_matrix(embedding[query], embedding[gallery], self.hparams.distance)
+            top = distances.topk(min(10, int(gallery.sum())), dim=1, largest=False)
+            gallery_names = [n for n, g in zip(names, gallery.tolist()) if g]
+            query_names = [n for n, q in zip(names, query.tolist()) if q]
+            written.append(out_dir / "matches.csv")
+            with written[1].open("w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["query", "rank", "gallery", "distance"])
+                for q, values, order in zip(
+                    query_names, top.values.clamp_min(0).tolist(), top.indices.tolist()
+                ):
+                    writer.writerows([q, r + 1, gallery_names[g], f"{d:.6f}"]
+                                     for r, (d, g) in enumerate(zip(values, order)))  # fmt: skip
+        return written
+
+    def export_outputs(self) -> dict[str, str]:
+        return {
+            "embedding": f"(B, D) retrieval embeddings; compare by {self.hparams.distance} distance"
+        }
 
 
 def vmf_confidence(out: dict[str, torch.Tensor], result: RetrievalResult) -> dict[str, Any]:

@@ -15,11 +15,13 @@ metric code and are logged beside the model: `test/psnr_y` and `test/psnr_y_bicu
 """
 
 from functools import partial
-from typing import ClassVar, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.functional.image import structural_similarity_index_measure
@@ -32,6 +34,9 @@ from zoo.restoration.pixels import bicubic_resize, quantize
 from .base import BaseTask
 from .heads import feature_pyramid
 from .heads.restoration import PyramidRestorer
+
+if TYPE_CHECKING:
+    from .predict import PredictionInputs
 
 Loss = Literal["l1", "mse", "charbonnier"]
 
@@ -308,6 +313,23 @@ class RestorationTask(BaseTask):
     def display_psnr(self, image: torch.Tensor, clean: torch.Tensor) -> float:
         """The headline PSNR of one image, for figure titles."""
         raise NotImplementedError
+
+    def write_predictions(self, inputs: "PredictionInputs", out_dir: Path) -> list[Path]:
+        """`restored/<name>.png`: every input, whole, through the network (8-bit PNG)."""
+        folder = out_dir / "restored"
+        for files in inputs.batches(1):
+            image = inputs.read_image(files[0])
+            restored = quantize(self(inputs.normalize(image).to(self.device)))[0]
+            pixels = (restored.permute(1, 2, 0).float().cpu().numpy() * 255).round()
+            pixels = pixels.astype(np.uint8)
+            Image.fromarray(pixels.squeeze(-1) if pixels.shape[-1] == 1 else pixels).save(
+                inputs.output_path(folder, files[0])
+            )
+        return [folder]
+
+    def export_outputs(self) -> dict[str, str]:
+        s = self.scale
+        return {"restored": f"(B, C, {s}H, {s}W) pixels in [0, 1]; clip and x255 for 8 bits"}
 
 
 class SuperResolutionTask(RestorationTask):

@@ -1,13 +1,16 @@
 """Semantic segmentation with any timm backbone that has a feature pyramid (`features_only`)."""
 
+import csv
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.patches import Patch
+from PIL import Image
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
@@ -20,7 +23,23 @@ from .base import BaseTask
 from .heads import FPNDecoder, UPerNetDecoder, feature_pyramid
 from .heads.skeleton import ClDiceLoss
 
+if TYPE_CHECKING:
+    from .predict import PredictionInputs
+
 Decoder = Literal["fpn", "upernet"]
+
+
+def class_colours(count: int) -> np.ndarray:
+    """(count, 3) RGB floats in [0, 1]; class 0 (background) is never tinted, so class 1 takes
+    tab10's first colour (blue) and the first classes avoid red, which vanishes on tissue."""
+    return plt.get_cmap("tab10")((np.arange(count) - 1) % 10)[:, :3]
+
+
+def tint(image: np.ndarray, mask: np.ndarray, colours: np.ndarray, ignore_index: int) -> np.ndarray:
+    """(H, W, 3) floats in [0, 1] with each labelled pixel mixed with its class colour."""
+    labelled = (mask != ignore_index) & (mask > 0)
+    colour = colours[np.clip(mask, 0, len(colours) - 1)]
+    return np.where(labelled[..., None], 0.45 * image + 0.55 * colour, image)
 
 
 class SegmentationLoss(nn.Module):
@@ -212,6 +231,42 @@ class SegmentationTask(BaseTask):
             figure = overlay_figure(self._shown, self.class_names, self.hparams.ignore_index)
             self.log_figure("test/predictions", figure)
 
+    def write_predictions(self, inputs: "PredictionInputs", out_dir: Path) -> list[Path]:
+        """`masks/<name>.png`: palette PNGs whose pixel values are class indices, at the input's
+        size; `overlays/<name>.png`: the image tinted by class; `classes.csv`: index, name, colour.
+        """
+        transform = inputs.transform()
+        colours = class_colours(self.num_classes)
+        palette = (colours * 255).round().astype(np.uint8)
+        for files in inputs.batches(1):
+            path = files[0]
+            image = inputs.read_image(path)
+            height, width = image.shape[:2]
+            # a mask of ones rides through the transform: where it lands is the image, the
+            # rest is the transform's padding
+            sample = transform(image=image, mask=np.ones((height, width), np.uint8))
+            predicted = self(sample["image"][None].to(self.device)).argmax(1)[0].cpu().numpy()
+            rows, cols = np.nonzero(np.asarray(sample["mask"]) == 1)
+            inside = predicted[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+            mask = Image.fromarray(inside.astype(np.uint8))
+            mask = mask.resize((width, height), Image.Resampling.NEAREST)
+            mask.putpalette(palette.flatten().tolist())  # indices kept, shown in colour
+            mask.save(inputs.output_path(out_dir / "masks", path))
+            rgb = np.repeat(image, 3, -1) if image.shape[-1] == 1 else image
+            overlay = tint(rgb / 255.0, np.asarray(mask), colours, self.hparams.ignore_index)
+            Image.fromarray((overlay * 255).round().astype(np.uint8)).save(
+                inputs.output_path(out_dir / "overlays", path)
+            )
+        legend = out_dir / "classes.csv"
+        with legend.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["index", "class", "r", "g", "b"])
+            writer.writerows([i, n, *palette[i]] for i, n in enumerate(self.class_names))
+        return [out_dir / "masks", out_dir / "overlays", legend]
+
+    def export_outputs(self) -> dict[str, str]:
+        return {"logits": "(B, num_classes, H, W) per-pixel class scores; argmax gives the mask"}
+
     def _log_class_iou(self, split: str, metric: MulticlassJaccardIndex) -> None:
         if metric.update_count == 0:
             return
@@ -223,19 +278,12 @@ class SegmentationTask(BaseTask):
 def overlay_figure(samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
                    class_names: Sequence[str], ignore_index: int) -> plt.Figure:  # fmt: skip
     """Rows of image | truth overlay | prediction overlay; class colours in the legend."""
-    # class 0 (background) is never tinted: class 1 takes tab10's first colour (blue), so the
-    # first classes avoid red, which vanishes on tissue-coloured images
-    colours = plt.get_cmap("tab10")((np.arange(len(class_names)) - 1) % 10)[:, :3]
+    colours = class_colours(len(class_names))
     figure, axes = plt.subplots(len(samples), 3, figsize=(7.5, 2.5 * len(samples)), squeeze=False)
     for row, (image, truth, predicted) in zip(axes, samples):
         image = image.repeat(3, -1) if image.shape[-1] == 1 else image
         for ax, mask, title in zip(row, (None, truth, predicted), ("image", "truth", "prediction")):
-            shown = image
-            if mask is not None:
-                labelled = (mask != ignore_index) & (mask > 0)
-                tint = colours[np.clip(mask, 0, len(class_names) - 1)]
-                shown = np.where(labelled[..., None], 0.45 * image + 0.55 * tint, image)
-            ax.imshow(shown)
+            ax.imshow(image if mask is None else tint(image, mask, colours, ignore_index))
             ax.set_title(title, fontsize=8)
             ax.axis("off")
     handles = [Patch(color=colours[i], label=n) for i, n in enumerate(class_names) if i > 0]

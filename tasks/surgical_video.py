@@ -35,7 +35,7 @@ import argparse
 import csv
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -65,6 +65,9 @@ from .checkpoints import load_checkpoint
 from .distributed import gather_list
 from .heads import IncompatibleBackboneError
 from .heads.temporal import FeatureAdapter, TemporalModel, build_temporal_model
+
+if TYPE_CHECKING:
+    from .predict import PredictionInputs
 
 
 class SurgicalVideoTask(BaseTask):
@@ -97,6 +100,7 @@ class SurgicalVideoTask(BaseTask):
     """
 
     name = "surgical_video"
+    predict_input = "video"
     monitor: ClassVar[str] = "val/acc"
     mode: ClassVar[str] = "max"
     main_metric: ClassVar[str] = "test/acc"
@@ -408,20 +412,76 @@ class SurgicalVideoTask(BaseTask):
     # ---- prediction on any video ---------------------------------------------------------
 
     @torch.no_grad()
-    def predict_frames(self, frames: torch.Tensor, batch_size: int = 8) -> np.ndarray:
-        """Phase index of every frame of normalised frames (N, C, H, W), tiled into clips."""
+    def frame_outputs(self, frames: torch.Tensor, batch_size: int = 8) -> dict[str, np.ndarray]:
+        """Phase probabilities (N, phases) and, with a tool head, tool probabilities (N, tools)
+        of every frame of normalised frames (N, C, H, W), tiled into clips."""
         t, n = self.hparams.num_frames, len(frames)
         starts = sorted({max(min(s, n - t), 0) for s in range(0, n, t)})
-        predictions = np.zeros(n, np.int64)
+        outputs: dict[str, np.ndarray] = {}
         self.eval()
         for i in range(0, len(starts), batch_size):
             chunk = starts[i : i + batch_size]
             index = torch.stack([torch.arange(s, s + t).clamp(max=n - 1) for s in chunk])
-            logits = self(frames[index].to(self.device))["phase"]
-            for s, p in zip(chunk, logits.argmax(-1).cpu().numpy()):
-                last = min(s + t, n)
-                predictions[s:last] = p[: last - s]
-        return predictions
+            out = self(frames[index].to(self.device))
+            probabilities = {"phase": out["phase"].softmax(-1)}
+            if "tools" in out:
+                probabilities["tools"] = out["tools"].sigmoid()
+            for key, value in probabilities.items():
+                store = outputs.setdefault(key, np.zeros((n, value.shape[-1]), np.float32))
+                for s, p in zip(chunk, value.float().cpu().numpy()):
+                    last = min(s + t, n)
+                    store[s:last] = p[: last - s]
+        return outputs
+
+    def predict_frames(self, frames: torch.Tensor, batch_size: int = 8) -> np.ndarray:
+        """Phase index of every frame of normalised frames (N, C, H, W), tiled into clips."""
+        return self.frame_outputs(frames, batch_size)["phase"].argmax(1)
+
+    def write_predictions(self, inputs: "PredictionInputs", out_dir: Path) -> list[Path]:
+        """`<name>-phases.csv` per video: each sampled frame's index, time, phase and its
+        probability, and each tool's presence probability with a tool head; `<name>-phases.png`:
+        the phase timeline."""
+        written = []
+        for files in inputs.batches(1):
+            frames, indices, fps = inputs.read_video(files[0])
+            outputs = self.frame_outputs(frames)
+            phases = outputs["phase"].argmax(1)
+            path = inputs.output_path(out_dir, files[0], "-phases.csv")
+            tools = outputs.get("tools", np.zeros((len(phases), 0)))
+            with path.open("w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["frame", "time_s", "phase", "probability",
+                                 *(f"tool_{n}" for n in self.tool_names[: tools.shape[1]])])  # fmt: skip
+                for i, frame in enumerate(indices):
+                    writer.writerow([int(frame), f"{frame / fps:.2f}", self.class_names[phases[i]],
+                                     f"{outputs['phase'][i, phases[i]]:.4f}",
+                                     *(f"{v:.4f}" for v in tools[i])])  # fmt: skip
+            figure = timeline_figure([(inputs.name(files[0]), None, phases)], self.class_names)
+            figure.savefig(path.with_suffix(".png"), dpi=110, bbox_inches="tight")
+            plt.close(figure)
+            written += [path, path.with_suffix(".png")]
+        return written
+
+    def export_module(self) -> nn.Module:
+        return ClipOutputs(self)
+
+    def export_outputs(self) -> dict[str, str]:
+        outputs = {"phase": "(B, T, phases) per-frame phase logits; softmax over the last axis"}
+        if self.tool_head is not None:
+            outputs["tools"] = "(B, T, tools) per-frame tool presence logits; sigmoid each"
+        return outputs
+
+
+class ClipOutputs(nn.Module):
+    """The task's clip -> outputs dict as a tuple, the form the exporters keep in order."""
+
+    def __init__(self, task: SurgicalVideoTask):
+        super().__init__()
+        self.task = task
+
+    def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.task(clip)
+        return (out["phase"], *([out["tools"]] if "tools" in out else []))
 
 
 def _feature_info(model: nn.Module) -> list[dict]:

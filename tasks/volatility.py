@@ -11,7 +11,9 @@ the datamodule); predictions are exp(log-variance / 2). The baselines of tasks/b
 fitted in the same run and scored by the same metrics on the same test targets.
 """
 
-from typing import Any, ClassVar, Literal
+import csv
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -25,6 +27,9 @@ from zoo.backbones.metaformer_1d import is_sequence_model
 from .base import BaseTask
 from .baselines import fit_baselines
 from .distributed import gather_list
+
+if TYPE_CHECKING:
+    from .predict import PredictionInputs
 
 Loss = Literal["mse_log_var", "qlike"]
 
@@ -83,6 +88,17 @@ def volatility_metrics() -> MetricCollection:
     )
 
 
+class VolatilityNetwork(nn.Module):
+    """Order flow (and hand-crafted features) -> volatility, the standardisation undone inside."""
+
+    def __init__(self, task: "VolatilityTask"):
+        super().__init__()
+        self.task = task
+
+    def forward(self, image: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        return self.task.to_volatility(self.task(image, features))
+
+
 class VolatilityTask(BaseTask):
     """Realised-volatility regression; metrics RMSPE (main), RMSE, QLIKE (lower is better), R^2.
 
@@ -102,6 +118,7 @@ class VolatilityTask(BaseTask):
     """
 
     name = "volatility"
+    predict_input = "series"
     monitor: ClassVar[str] = "val/rmspe"
     mode: ClassVar[str] = "min"
     main_metric: ClassVar[str] = "test/rmspe"
@@ -162,6 +179,39 @@ class VolatilityTask(BaseTask):
                 features = pooled.new_zeros(len(pooled), self.num_features)
             pooled = torch.cat([pooled, features.to(pooled.dtype)], 1)
         return self.head(pooled).squeeze(1)
+
+    def write_predictions(self, inputs: "PredictionInputs", out_dir: Path) -> list[Path]:
+        """`<name>-volatility.csv` per price series: for every interval with a full window behind
+        it, its start time, the predicted realised volatility of the next interval and, where the
+        file has it, that interval's realised volatility."""
+        written = []
+        for files in inputs.batches(1):
+            series = inputs.read_series(files[0])
+            predicted = torch.cat([
+                self.to_volatility(self(image.to(self.device), features.to(self.device))).cpu()
+                for image, features in zip(series["image"].split(256), series["features"].split(256))
+            ])  # fmt: skip
+            path = inputs.output_path(out_dir, files[0], "-volatility.csv")
+            with path.open("w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(
+                    ["interval_start", "predicted_next_volatility", "realised_next_volatility"]
+                )
+                for start, p, r in zip(
+                    series["start"], predicted.tolist(), series["realised_next"]
+                ):
+                    writer.writerow([start, f"{p:.6g}", "" if np.isnan(r) else f"{r:.6g}"])
+            written.append(path)
+        return written
+
+    def export_module(self) -> nn.Module:
+        return VolatilityNetwork(self)
+
+    def export_inputs(self, batch: dict) -> tuple[torch.Tensor, ...]:
+        return (batch["image"], batch["features"]) if self.num_features else (batch["image"],)
+
+    def export_outputs(self) -> dict[str, str]:
+        return {"volatility": "(B,) predicted realised volatility of the next interval"}
 
     def to_volatility(self, standardised_log_var: torch.Tensor) -> torch.Tensor:
         log_var = self.hparams.target_mean + self.hparams.target_std * standardised_log_var

@@ -49,7 +49,7 @@ def run(task: str, folder: Path, *extra: str) -> dict:
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:
-    return torch.load(folder / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    return torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
 
 def signal_when(path: Path, signum: int) -> threading.Event:
