@@ -15,6 +15,14 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--every-backbone",
+        action="store_true",
+        help="export every zoo classifier in tests/tasks/test_export_backbones.py, not one per family",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Share the cores between pytest-xdist's workers (`make test` runs two): each would start
     one torch thread per core, and two workers x two threads on two cores thrash."""
