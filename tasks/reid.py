@@ -113,6 +113,8 @@ class ReIDTask(BaseTask):
             )
         self.backbone = self.create_backbone(num_classes=0)
         width, self._map_layout = self._probe()
+        if self._map_layout != "head":
+            self._freeze_unused_head()
         match hp.pooling:
             case "avg":
                 self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
@@ -146,6 +148,20 @@ class ReIDTask(BaseTask):
                 width = self.backbone.forward_head(features, pre_logits=True).shape[-1]
         self.backbone.train(was_training)
         return int(width), layout
+
+    def _freeze_unused_head(self) -> None:
+        """Stop training what the embedding never reaches: the backbone's own head after
+        `forward_features` (OSNet's 512-d embedding, ConvNeXt's head norm). DDP refuses
+        parameters that get no gradient, and weight decay would shrink them for nothing."""
+        was_training = self.backbone.training
+        self.backbone.eval()  # no batch-norm statistics change
+        example = torch.zeros(1, self.hparams.in_chans, *self.hparams.input_size)
+        self.backbone.forward_features(example).float().sum().backward()
+        for parameter in self.backbone.parameters():
+            if parameter.grad is None:
+                parameter.requires_grad_(False)
+            parameter.grad = None
+        self.backbone.train(was_training)
 
     def configure_losses(self) -> None:
         self.id_loss = nn.CrossEntropyLoss(label_smoothing=self.hparams.label_smoothing)

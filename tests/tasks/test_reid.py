@@ -164,3 +164,16 @@ def test_vmf_confidence_separates_right_from_wrong_rank1():
     report = vmf_confidence(out, result)
     assert report["confidence_auroc"] > 0.8
     assert report["kappa_median"] > dim  # concentrated identities: kappa far above d
+
+
+def test_the_backbones_unused_head_is_frozen():
+    # OSNet's own 512-d embedding comes after forward_features: no gradient ever reaches it,
+    # which DDP refuses (tests/test_distributed.py runs task=reid under DDP)
+    task = ReIDTask(num_classes=4, backbone="osnet_x0_25", input_size=(64, 32))
+    frozen = {name for name, p in task.backbone.named_parameters() if not p.requires_grad}
+    assert frozen and all(name.startswith("head.") for name in frozen)
+    images = torch.randn(4, 3, 64, 32)
+    _, logits = task.neck(task.features(images))
+    logits.sum().backward()
+    trained = [p for p in task.backbone.parameters() if p.requires_grad]
+    assert all(p.grad is not None for p in trained)
