@@ -167,6 +167,12 @@ class BaseTask(L.LightningModule):
         """Each output of `export_module`, in order: its name and what it means."""
         raise NotImplementedError(f"task={self.name} has no mode=export")
 
+    def log_loss(self, split: str, loss: torch.Tensor, batch_size: int) -> None:
+        """Log `<split>/loss`; outside training averaged over DDP processes (in training a
+        per-step collective would cost more than the progress bar's number is worth)."""
+        self.log(f"{split}/loss", loss, batch_size=batch_size, prog_bar=split != "test",
+                 sync_dist=split != "train")  # fmt: skip
+
     def check_finite(self, loss: torch.Tensor) -> torch.Tensor:
         """Stop on a NaN/inf loss before it reaches the weights, saying what to try."""
         if not torch.isfinite(loss):

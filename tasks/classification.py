@@ -81,13 +81,7 @@ class ClassificationTask(BaseTask):
         loss = self.criterion(logits, labels)
         metrics.update(logits, labels)
         n = len(labels)
-        self.log(
-            f"{split}/loss",
-            loss,
-            batch_size=n,
-            prog_bar=split != "test",
-            sync_dist=split != "train",
-        )
+        self.log_loss(split, loss, n)
         self.log_dict(metrics, batch_size=n, prog_bar=split == "val")
         return loss, logits
 

@@ -190,13 +190,7 @@ class SegmentationTask(BaseTask):
         predictions = logits.argmax(1)
         metrics.update(predictions, masks)
         n = len(images)
-        self.log(
-            f"{split}/loss",
-            loss,
-            batch_size=n,
-            prog_bar=split != "test",
-            sync_dist=split != "train",
-        )
+        self.log_loss(split, loss, n)
         self.log_dict({f"{split}/loss_{k}": v for k, v in terms.items()}, batch_size=n)
         self.log_dict(metrics, batch_size=n, prog_bar=split == "val")
         return loss, predictions

@@ -306,7 +306,7 @@ class SurgicalVideoTask(BaseTask):
         metrics.update(logits, target)
         n = int(mask.sum())
         sync = split != "train"  # evaluation figures are averaged over DDP processes
-        self.log(f"{split}/loss", loss, batch_size=n, prog_bar=split != "test", sync_dist=sync)
+        self.log_loss(split, loss, n)
         if len(terms) > 1:
             self.log_dict(
                 {f"{split}/loss_{k}": v for k, v in terms.items()}, batch_size=n, sync_dist=sync

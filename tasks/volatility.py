@@ -236,13 +236,7 @@ class VolatilityTask(BaseTask):
         predicted = self.to_volatility(output.detach().float())
         metrics.update(predicted, batch["target"])
         n = len(output)
-        self.log(
-            f"{split}/loss",
-            loss,
-            batch_size=n,
-            prog_bar=split != "test",
-            sync_dist=split != "train",
-        )
+        self.log_loss(split, loss, n)
         self.log_dict(metrics, batch_size=n, prog_bar=split == "val")
         return loss, predicted
 
