@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,20 @@ log = logging.getLogger(__name__)
 #: `<pid>_c<camera>` then anything: Market-1501 (`0002_c1s1_000451_03`), DukeMTMC (`0001_c2_f...`)
 NAME_PATTERN = re.compile(r"^(-1|\d+)_c(\d+)(?:s\d+)?_[^/]*$")
 SPLIT_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+
+
+class EpochwisePKSampler(MPerClassSampler):
+    """`MPerClassSampler` whose epochs depend on numpy's global generator alone.
+
+    The parent shuffles its identity list in place, so each epoch starts from the previous
+    epoch's order: a run resumed from a checkpoint (a fresh sampler, the saved generator state)
+    would draw other batches than the run that never stopped. Each epoch here starts from the
+    identities' first-seen order.
+    """
+
+    def __iter__(self) -> Iterator[int]:
+        self.labels = list(self.labels_to_indices)
+        return super().__iter__()
 
 
 class ReIDFileNameError(DataError):
@@ -268,7 +283,7 @@ class ReIDDataModule(BaseDataModule):
                 f"data.ids_per_batch={self.ids_per_batch} but only "
                 f"{len(np.unique(labels[keep]))} training identities have two or more images"
             )
-        sampler = MPerClassSampler(labels[keep], m=self.images_per_id, batch_size=batch,
+        sampler = EpochwisePKSampler(labels[keep], m=self.images_per_id, batch_size=batch,
                                    length_before_new_iter=max(batch, len(keep)))  # fmt: skip
         subset = torch.utils.data.Subset(dataset, keep.tolist())
         return DataLoader(subset, batch_size=batch, sampler=sampler, drop_last=True,

@@ -28,8 +28,12 @@ from torch.utils._pytree import tree_flatten
 
 from .predict import build_datamodule, load_task
 
-#: Relative tolerance of the parity check, on the scale of the eager output.
+#: Parity passes when max |onnx - eager| <= PARITY_TOLERANCE * max |eager| + PARITY_FLOOR.
 PARITY_TOLERANCE = 1e-4
+#: float32 rounding inside a deep network does not shrink with its output: a random-weight
+#: classifier's logits are ~0.05 while its activations are ~1, and differ by ~6e-6 between two
+#: correct float32 runtimes (mobilenetv2_tvconv_010).
+PARITY_FLOOR = 1e-5
 
 # operator names as torch.export, the ONNX translator and ONNX Runtime write them:
 # `aten.fft_rfft2.default`, `aten::upsample_bicubic2d`, `OpOverload(op='aten.foo', ...)`,
@@ -121,7 +125,8 @@ def onnx_parity(path: Path, module: nn.Module, inputs: tuple[torch.Tensor, ...],
         "max_abs_output": scale,
         "relative_difference": difference / scale if scale else difference,
         "tolerance": PARITY_TOLERANCE,
-        "passed": difference <= PARITY_TOLERANCE * scale,
+        "absolute_floor": PARITY_FLOOR,
+        "passed": difference <= PARITY_TOLERANCE * scale + PARITY_FLOOR,
         "batch_shape": [list(t.shape) for t in inputs],
     }
 
@@ -199,5 +204,5 @@ def print_export(result: dict[str, Any], out_dir: Path) -> None:
         verdict = "passed" if parity["passed"] else "FAILED"
         print(f"ONNX Runtime parity {verdict}: max |onnx - eager| = "
               f"{parity['max_abs_difference']:.3g} for outputs up to {parity['max_abs_output']:.3g} "
-              f"(tolerance {parity['tolerance']:g} of that)")  # fmt: skip
+              f"(tolerance {parity['tolerance']:g} of that + {parity['absolute_floor']:g})")  # fmt: skip
     print(f"export record: {out_dir / 'model.json'}")

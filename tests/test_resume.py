@@ -66,17 +66,8 @@ def signal_when(path: Path, signum: int) -> threading.Event:
     return stop
 
 
-REID_NOT_EXACT = pytest.mark.xfail(
-    strict=True,
-    reason="open defect: a resumed re-ID run's batch-norm statistics differ (max 1.9 in a "
-    "running_var); the P x K sampler's random state is the suspect (docs/DEVELOPING.md, Open)",
-)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "task", [pytest.param(t, marks=REID_NOT_EXACT) if t == "reid" else t for t in TASKS]
-)
+@pytest.mark.parametrize("task", TASKS)
 def test_a_signalled_and_resumed_run_equals_an_uninterrupted_one(task, tmp_path):
     whole = run(task, tmp_path / "whole")
 

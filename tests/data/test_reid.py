@@ -9,6 +9,7 @@ from PIL import Image
 
 from data.images import CorruptImageError
 from data.reid import (
+    EpochwisePKSampler,
     Market1501DataModule,
     ReIDFileNameError,
     SyntheticPedestriansDataModule,
@@ -97,3 +98,17 @@ def test_synthetic_pedestrians_never_delete_a_users_folder(tmp_path):
     with pytest.raises(FileExistsError, match="photos holds files but no synthetic.json"):
         write_market1501(own.parent, train_ids=2, test_ids=2)
     assert own.read_bytes() == b"a user's file"
+
+
+def test_pk_sampler_epochs_depend_on_the_generator_state_alone():
+    # a resumed run builds a fresh sampler and restores numpy's state: it must draw what the
+    # sampler that already ran an epoch draws from that state
+    labels = np.repeat(np.arange(6), 3)
+    running = EpochwisePKSampler(labels, m=2, batch_size=4, length_before_new_iter=12)
+    np.random.seed(0)
+    list(running)  # epoch 1 of the uninterrupted run
+    state = np.random.get_state()
+    second_epoch = list(running)
+    np.random.set_state(state)
+    fresh = EpochwisePKSampler(labels, m=2, batch_size=4, length_before_new_iter=12)
+    assert list(fresh) == second_epoch
