@@ -82,7 +82,7 @@ class ClassificationTask(BaseTask):
         metrics.update(logits, labels)
         n = len(labels)
         self.log_loss(split, loss, n)
-        self.log_dict(metrics, batch_size=n, prog_bar=split == "val")
+        self.log_metrics(metrics, split, n)
         return loss, logits
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

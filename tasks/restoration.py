@@ -242,7 +242,7 @@ class RestorationTask(BaseTask):
         self.log(f"{split}/loss", self.criterion(restored, target), batch_size=n, sync_dist=True)
         outputs = {self.restored_name: quantize(restored)}
         metrics.update(outputs[self.restored_name], target)
-        self.log_dict(metrics, batch_size=n, prog_bar=split == "val")
+        self.log_metrics(metrics, split, n)
         degraded = self.to_pixels(batch["image"])
         for name, baseline_metrics in self.baselines[split].items():
             outputs[name] = quantize(self.baseline(name, degraded))

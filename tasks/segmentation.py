@@ -192,7 +192,7 @@ class SegmentationTask(BaseTask):
         n = len(images)
         self.log_loss(split, loss, n)
         self.log_dict({f"{split}/loss_{k}": v for k, v in terms.items()}, batch_size=n)
-        self.log_dict(metrics, batch_size=n, prog_bar=split == "val")
+        self.log_metrics(metrics, split, n)
         return loss, predictions
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

@@ -314,7 +314,7 @@ class SurgicalVideoTask(BaseTask):
         if deltas:
             sparsity = torch.stack([d.sparsity for d in deltas]).mean()
             self.log(f"{split}/delta_sparsity", sparsity, batch_size=n, sync_dist=sync)
-        self.log_dict(metrics, batch_size=n, prog_bar=split == "val")
+        self.log_metrics(metrics, split, n)
         return loss, out
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

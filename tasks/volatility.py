@@ -237,7 +237,7 @@ class VolatilityTask(BaseTask):
         metrics.update(predicted, batch["target"])
         n = len(output)
         self.log_loss(split, loss, n)
-        self.log_dict(metrics, batch_size=n, prog_bar=split == "val")
+        self.log_metrics(metrics, split, n)
         return loss, predicted
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
