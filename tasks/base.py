@@ -38,7 +38,7 @@ def warmup_cosine(
     return LambdaLR(optimizer, factor)
 
 
-def compile_in_place(model: nn.Module) -> None:
+def compile_in_place(model: nn.Module, backend: str = "inductor") -> None:
     """`torch.compile` the entry point tasks call: `forward_features` where the model has one
     (re-ID and volatility call it directly, and `forward` runs through it), `forward` otherwise
     (feature pyramids, restoration networks).
@@ -47,7 +47,7 @@ def compile_in_place(model: nn.Module) -> None:
     them with `_orig_mod.`) and load into an uncompiled task.
     """
     name = "forward_features" if hasattr(model, "forward_features") else "forward"
-    setattr(model, name, torch.compile(getattr(model, name)))
+    setattr(model, name, torch.compile(getattr(model, name), backend=backend))
 
 
 def _build(config: dict[str, Any], **objects: Any) -> Any:
@@ -74,7 +74,9 @@ class BaseTask(L.LightningModule):
         scheduler: The scheduler's config, built with `optimizer` and `total_steps`, or None.
         channels_last: Keep 4D weights in channels-last (NHWC) memory; convolutions then run
             in that layout, which oneDNN and cuDNN prefer.
-        compile: `torch.compile` the backbone (see `compile_in_place`).
+        compile: `torch.compile` the backbone (see `compile_in_place`): true for torch's default
+            backend (inductor), or a backend's name (`aot_eager` captures and traces the graphs
+            without generating code: a quick check that a network compiles).
 
     Configs, not objects, so that the hyper-parameters a checkpoint stores are plain data that
     torch's weights-only unpickler loads (tasks/checkpoints.py).
@@ -98,7 +100,7 @@ class BaseTask(L.LightningModule):
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         channels_last: bool = False,
-        compile: bool = False,
+        compile: bool | str = False,
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -117,8 +119,8 @@ class BaseTask(L.LightningModule):
             in_chans=self.hparams.in_chans,
             **{**(self.hparams.backbone_kwargs or {}), **kwargs},
         )
-        if self.hparams.get("compile"):
-            compile_in_place(model)
+        if compile := self.hparams.get("compile"):
+            compile_in_place(model, **({"backend": compile} if isinstance(compile, str) else {}))
         return model
 
     def configure_models(self) -> None:

@@ -26,6 +26,8 @@ from tasks.predict import RECORD_KEY, load_task
 from tests.conftest import ROOT, compose_train
 
 SHORT_RUN = ["debug=limit", "trainer.max_epochs=1", "logger=csv"]
+# the tests of the digits checkpoint share one worker, so that it is trained once, not per worker
+DIGITS = pytest.mark.xdist_group("digits_checkpoint")
 
 
 def run_train(log_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -61,6 +63,7 @@ def digit_files(tmp_path_factory) -> Path:
     return folder
 
 
+@DIGITS
 def test_classification_predictions_csv_matches_the_test_transform(
     digits_checkpoint, digit_files, tmp_path
 ):
@@ -86,6 +89,7 @@ def test_classification_predictions_csv_matches_the_test_transform(
         assert float(row["probability"]) == pytest.approx(float(probabilities.max()), abs=1e-4)
 
 
+@DIGITS
 def test_a_glob_selects_files(digits_checkpoint, digit_files, tmp_path):
     done = run_train(tmp_path, "mode=predict", f"ckpt_path={digits_checkpoint}",
                      f"input={digit_files}/1*.png")  # fmt: skip
@@ -94,6 +98,7 @@ def test_a_glob_selects_files(digits_checkpoint, digit_files, tmp_path):
     assert sorted(r["file"] for r in rows) == ["1.png", "10.png", "11.png"]
 
 
+@DIGITS
 def test_a_bad_input_file_is_named(digits_checkpoint, digit_files, tmp_path):
     bad = tmp_path / "inputs"
     bad.mkdir()
@@ -104,6 +109,7 @@ def test_a_bad_input_file_is_named(digits_checkpoint, digit_files, tmp_path):
     assert "broken.png" in done.stderr and "cannot be read" in done.stderr
 
 
+@DIGITS
 def test_classification_export_passes_parity_and_onnx_agrees(
     digits_checkpoint, digit_files, tmp_path
 ):
@@ -129,6 +135,7 @@ def test_classification_export_passes_parity_and_onnx_agrees(
     torch.testing.assert_close(program.module()(x), eager, atol=1e-4, rtol=1e-4)
 
 
+@DIGITS
 def test_a_checkpoint_without_inference_record_is_refused(digits_checkpoint, tmp_path):
     checkpoint = torch.load(digits_checkpoint, weights_only=True)
     del checkpoint[RECORD_KEY]
