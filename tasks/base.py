@@ -38,7 +38,7 @@ def warmup_cosine(
     return LambdaLR(optimizer, factor)
 
 
-def compile_in_place(model: nn.Module, backend: str = "inductor") -> None:
+def compile_in_place(model: nn.Module, backend: str) -> None:
     """`torch.compile` the entry point tasks call: `forward_features` where the model has one
     (re-ID and volatility call it directly, and `forward` runs through it), `forward` otherwise
     (feature pyramids, restoration networks).
@@ -120,7 +120,7 @@ class BaseTask(L.LightningModule):
             **{**(self.hparams.backbone_kwargs or {}), **kwargs},
         )
         if compile := self.hparams.get("compile"):
-            compile_in_place(model, **({"backend": compile} if isinstance(compile, str) else {}))
+            compile_in_place(model, compile if isinstance(compile, str) else "inductor")
         return model
 
     def configure_models(self) -> None:
