@@ -11,6 +11,7 @@ import pytest
 
 import train
 from tests.conftest import CONF
+from zoo.operators.seq_registry import list_sequence_mixers
 
 BACKBONES = sorted(p.stem for p in (CONF / "backbone").glob("*.yaml"))
 TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
@@ -107,3 +108,13 @@ def test_backbone_runs_task(make_cfg, backbone, task):
     value = results["metrics"][results["main_metric"]]
     assert math.isfinite(value)
     assert results["params"] > 0
+
+
+@pytest.mark.parametrize("mixer", list_sequence_mixers())
+def test_every_sequence_mixer_runs_volatility(make_cfg, mixer):
+    # the grid runs metaformer_1d with its config's mixer; the others are one override away
+    cfg = make_cfg("backbone=metaformer_1d", f"backbone.mixer={mixer}", "task=volatility",
+                   "debug=fdr", *TINY["volatility"])  # fmt: skip
+    assert cfg.backbone.kwargs.mixer == mixer
+    results = train.run(cfg)
+    assert math.isfinite(results["metrics"]["test/rmspe"])
