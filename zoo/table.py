@@ -58,6 +58,65 @@ SPEED_NOTES = {
     "glnet_9g": "depthwise convs in every block (position 3x3, MLP 3x3, GLMix 5x5), whose CPU "
     "backward dominates a step, and global attention blocks in stage 3",
     "glnet_16g": "as glnet_9g, wider",
+    # Profiled at 64 px, batch 8, one thread. "Side by side": both models timed in one process, in
+    # alternation, on the loaded machine (ranges over two runs). "The table timed its row under
+    # load": in the table's one run the machine was loaded for that row and quiet for the timm
+    # model's; timed today under load, those models run near their rows' figures while the timm
+    # models run 2-3x below theirs, and metaformer_s12 and metaformer_s12_pooling, one network,
+    # have rows of 23.0 and 55.7 img/s.
+    "affnet_et": "1.1-1.2x inception_next_atto side by side (the table timed its row under load); "
+    "AFF's mask network, four grouped (8-group) complex 1x1 convs a layer, is 27% of a step for "
+    "5% of the MACs: at batch 8 on one thread ATen runs a grouped 1x1 conv as one slow_conv2d "
+    "call per group (576 of its 615 a forward)",
+    "affnet_t": "1.8-2.0x convnext_atto side by side (the table timed its row under load); AFF's "
+    "grouped complex 1x1 convs (one slow_conv2d call per group at batch 8 on one thread) are 21% "
+    "of a step for 5% of the MACs, and the MobileNetV2 blocks' BatchNorm and SiLU another 18%",
+    "cas_vit_m": "1.8-2.0x poolformerv2_s12 side by side (the table timed its row under load), "
+    "whose pooling is 1.3% of a step: CATM is 30%, five 3x3 depthwise convs a block (CATM's four, "
+    "local integration's one) take 14% for 3% of the MACs, and a step runs 3x the forward ops",
+    "cas_vit_t": "1.9x caformer_s18 side by side (the table timed its row under load): the last "
+    "stage's 512-channel 1x1 convs on 2x2 maps are 37% of a step for 19% of the MACs, as ATen "
+    "skips oneDNN for 1x1 convs on one thread below batch 16 and its per-sample GEMM then has 4 "
+    "columns (1.7 against 11.4 GMAC/s as a Linear); caformer_s18's last stages use Linear",
+    "favit_b0": "1.8-1.9x convnext_atto side by side (the table timed its row under load): FaSA "
+    "runs up to three attentions a layer (a reduced global group, dilated-window groups of 49 "
+    "pooled tokens), 37% of a step, and a step is 1354 forward ops and 2175 backward nodes "
+    "against convnext_atto's 169 and 274, each small at 64 px",
+    "favit_b1": "1.9-2.2x poolformerv2_s12 side by side (the table timed its row under load) for "
+    "1.3x its GMACs: FaSA's three attentions a layer are 30% of a step and MixFFN's 3x3 depthwise "
+    "conv (CPU backward 5x its forward) 7%, where poolformerv2_s12's pooling is 1.3%",
+    "ffnet_2": "2.0x convformer_s18 side by side (the table timed its row under load) for 1.2x its "
+    "MACs at 64 px: its 7x7 depthwise convs (three a block: channel mixer, key, value; and the "
+    "downsamples') with their 3x3 re-param branches are 35% of a step for 7% of the MACs (CPU "
+    "backward 5-7x forward), where convformer_s18 has one a block",
+    "hornet_small_7x7": "1.75x convformer_s18 side by side (the table timed its row under load) "
+    "for 2.2x its GMACs (8.8 against 3.9, no timm model of the table is nearer): per MAC it is "
+    "faster; gnConv is 45% of a step, its 7x7 depthwise conv 21% (CPU backward 17x forward)",
+    "metaformer_s12_aff": "1.5-1.6x poolformerv2_s12 side by side (the table timed its row under "
+    "load), whose pooling is 1.3% of a step: AFF is 34% for 7.5% of the MACs, 24% in its grouped "
+    "complex 1x1 convs (one slow_conv2d call per group at batch 8 on one thread: 768 of the 792 a "
+    "forward) and about 5% in FFTs",
+    "metaformer_s12_catm": "1.6x poolformerv2_s12 side by side (the table timed its row under "
+    "load) for 1.35x its GMACs: CATM is 31% of a step against pooling's 1.3%, its qkv 1x1 conv "
+    "14% and its four 3x3 depthwise convs 10%",
+    "metaformer_s12_cfsr": "1.6x poolformerv2_s12 side by side (the table timed its row under "
+    "load) for 1.4x its GMACs: the ConvMod mixer is 33% of a step against pooling's 1.3%, its 9x9 "
+    "depthwise conv (edge kernel folded in every step) 16% for 3% of the MACs, its 1x1 convs 15%",
+    "metaformer_s12_complex_conv": "1.45x poolformerv2_s12 side by side (the table timed its row "
+    "under load): the complex 7x7 depthwise conv is four real depthwise convs, 27% of a step for "
+    "5% of the MACs with a CPU backward 8-10x their forward, against pooling's 1.3%",
+    "metaformer_s12_dilated_reparam": "the training form's 13x13 depthwise conv plus five "
+    "dilated depthwise branches (7x7 d2, 5x5, 3x3 d3/d4/d5), each with a BatchNorm, is 65% of a "
+    "step for 13% of the MACs against pooling's 1.3%: the dilated 7x7 alone 24%, the 13x13 15% "
+    "with a CPU backward 18x its forward (3.2-3.3x poolformerv2_s12 side by side)",
+    "metaformer_s12_svt_scatter": "the DTCWT's fixed 19-tap row and column filters (48 convs a "
+    "step of one or two channels a group over batch x channel images, transform and inverse) are "
+    "50% of a step, three quarters of it backward, and the mixer 67% for 31% of the MACs against "
+    "pooling's 1.3% (4.4-4.8x poolformerv2_s12 side by side)",
+    "unireplknet_a": "the Dilated Reparam Block's training form (a 13x13 depthwise conv plus five "
+    "dilated depthwise branches, each with a BatchNorm) is 62% of a step for 14% of the MACs, "
+    "the dilated 7x7 21% and the 13x13 14% with a CPU backward 22x its forward, where "
+    "convnext_atto has one 7x7 depthwise conv at 23% (3.2-3.4x side by side)",
 }
 
 
